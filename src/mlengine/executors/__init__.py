@@ -1,0 +1,1 @@
+"""Executors: turn replica plans into running processes (locally, later on Ray)."""
