@@ -59,29 +59,59 @@ class _PrefixedOutput:
     context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
 )
 @click.option("--module-name", required=True, help="Module to run, e.g. trainer.task.")
-@click.option("--package-path", type=click.Path(path_type=Path), default=None,
-              help="Folder of the trainer package; its parent is the working directory "
-                   "(default: the current directory).")
+@click.option(
+    "--package-path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder of the trainer package; its parent is the working directory "
+    "(default: the current directory).",
+)
 @click.option("--job-dir", default=None, help="Passed to the trainer as `--job-dir DIR`.")
-@click.option("--packages", default="", help="Comma-separated archives (sdist/wheel) to install "
-                                             "for this run.")
+@click.option(
+    "--packages", default="", help="Comma-separated archives (sdist/wheel) to install for this run."
+)
 @click.option("--distributed", is_flag=True, help="Run master, workers and ps as a local cluster.")
 @click.option("--worker-count", type=int, default=None, help="Workers (default 2 if distributed).")
-@click.option("--parameter-server-count", type=int, default=None,
-              help="Parameter servers (default 2 if distributed).")
+@click.option(
+    "--parameter-server-count",
+    type=int,
+    default=None,
+    help="Parameter servers (default 2 if distributed).",
+)
 @click.option("--evaluator-count", type=int, default=None, help="Evaluators (default 0).")
-@click.option("--start-port", type=click.IntRange(1, 65535), default=27182, show_default=True,
-              help="First port of the cluster's contiguous port block.")
-@click.option("--use-chief-in-tf-config/--use-master-in-tf-config", default=None,
-              help="Name the primary `chief` in TF_CONFIG (default: chief only when TensorFlow "
-                   "2 is installed).")
-@click.option("--keep-relative-paths", is_flag=True,
-              help="Pass relative path arguments unchanged instead of making them absolute.")
+@click.option(
+    "--start-port",
+    type=click.IntRange(1, 65535),
+    default=27182,
+    show_default=True,
+    help="First port of the cluster's contiguous port block.",
+)
+@click.option(
+    "--use-chief-in-tf-config/--use-master-in-tf-config",
+    default=None,
+    help="Name the primary `chief` in TF_CONFIG (default: chief only when TensorFlow "
+    "2 is installed).",
+)
+@click.option(
+    "--keep-relative-paths",
+    is_flag=True,
+    help="Pass relative path arguments unchanged instead of making them absolute.",
+)
 @click.argument("user_args", nargs=-1, type=click.UNPROCESSED)
-def train(module_name: str, package_path: Path | None, job_dir: str | None, packages: str,
-          distributed: bool, worker_count: int | None, parameter_server_count: int | None,
-          evaluator_count: int | None, start_port: int, use_chief_in_tf_config: bool | None,
-          keep_relative_paths: bool, user_args: tuple[str, ...]) -> int:
+def train(
+    module_name: str,
+    package_path: Path | None,
+    job_dir: str | None,
+    packages: str,
+    distributed: bool,
+    worker_count: int | None,
+    parameter_server_count: int | None,
+    evaluator_count: int | None,
+    start_port: int,
+    use_chief_in_tf_config: bool | None,
+    keep_relative_paths: bool,
+    user_args: tuple[str, ...],
+) -> int:
     """Run a trainer locally: python -m MODULE USER_ARGS --job-dir DIR.
 
     Everything after `--` is passed to the trainer as it is. The primary replica runs in the
@@ -93,35 +123,53 @@ def train(module_name: str, package_path: Path | None, job_dir: str | None, pack
     archives = [p for p in (x.strip() for x in packages.split(",")) if p]
     check_package(module_name, package, has_packages=bool(archives))
     counts = _replica_counts(distributed, worker_count, parameter_server_count, evaluator_count)
-    use_chief = _tensorflow_2_installed() if use_chief_in_tf_config is None else use_chief_in_tf_config
+    use_chief = (
+        _tensorflow_2_installed() if use_chief_in_tf_config is None else use_chief_in_tf_config
+    )
     plan = plan_for_local_train(distributed=distributed, use_chief=use_chief, **counts)
     args = list(user_args)
     if not keep_relative_paths:
         args, changed = absolutize_path_args(args, invocation_dir, package.parent)
         if changed:
-            click.echo(f"Made relative paths absolute for the trainer (it runs in "
-                       f"{package.parent}): {' '.join(changed)}", err=True)
+            click.echo(
+                f"Made relative paths absolute for the trainer (it runs in "
+                f"{package.parent}): {' '.join(changed)}",
+                err=True,
+            )
     job_id = time.strftime("local_train_%Y%m%d_%H%M%S")
     run_dir = settings.local_runs_dir / f"{job_id}_{os.getpid()}"
     run_dir.mkdir(parents=True, exist_ok=True)
     request = LocalTrainRequest(
-        module=module_name, package_path=package, plan=plan, job_id=job_id, run_dir=run_dir,
+        module=module_name,
+        package_path=package,
+        plan=plan,
+        job_id=job_id,
+        run_dir=run_dir,
         python=layered_environment(archives, settings.environments_dir),
-        user_args=args, job_dir=_absolute_job_dir(job_dir), start_port=start_port,
-        base_env=dict(os.environ))
+        user_args=args,
+        job_dir=_absolute_job_dir(job_dir),
+        start_port=start_port,
+        base_env=dict(os.environ),
+    )
     return _run(request)
 
 
-def _replica_counts(distributed: bool, workers: int | None, ps: int | None,
-                    evaluators: int | None) -> dict[str, int]:
+def _replica_counts(
+    distributed: bool, workers: int | None, ps: int | None, evaluators: int | None
+) -> dict[str, int]:
     if not distributed:
-        for flag, value in (("--worker-count", workers), ("--parameter-server-count", ps),
-                            ("--evaluator-count", evaluators)):
+        for flag, value in (
+            ("--worker-count", workers),
+            ("--parameter-server-count", ps),
+            ("--evaluator-count", evaluators),
+        ):
             if value is not None:
                 click.echo(f"WARNING: {flag} is ignored without --distributed.", err=True)
-    return {"worker_count": 2 if workers is None else workers,
-            "parameter_server_count": 2 if ps is None else ps,
-            "evaluator_count": evaluators or 0}
+    return {
+        "worker_count": 2 if workers is None else workers,
+        "parameter_server_count": 2 if ps is None else ps,
+        "evaluator_count": evaluators or 0,
+    }
 
 
 def _absolute_job_dir(job_dir: str | None) -> str | None:
@@ -135,8 +183,12 @@ def _raise_interrupt(_signum: int, _frame: FrameType | None) -> None:
 
 
 def _run(request: LocalTrainRequest) -> int:
-    group = ProcessGroup(build_launches(request), primary=request.plan.replicas()[0].name,
-                         sink=_PrefixedOutput(), primary_stdin=not request.plan.is_distributed)
+    group = ProcessGroup(
+        build_launches(request),
+        primary=request.plan.replicas()[0].name,
+        sink=_PrefixedOutput(),
+        primary_stdin=not request.plan.is_distributed,
+    )
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         group.start()
@@ -159,8 +211,9 @@ def _print_summary(request: LocalTrainRequest) -> None:
     if metric_file.exists():
         latest = latest_by_tag(parse_metric_lines(metric_file.read_text()))
         if latest:
-            shown = ", ".join(f"{tag}={rec.value:.4g} (step {rec.step})"
-                              for tag, rec in sorted(latest.items()))
+            shown = ", ".join(
+                f"{tag}={rec.value:.4g} (step {rec.step})" for tag, rec in sorted(latest.items())
+            )
             click.echo(f"Final metrics reported by {primary}: {shown}", err=True)
     if request.job_dir and "://" not in request.job_dir:
         model_dir = Path(request.job_dir, "model")

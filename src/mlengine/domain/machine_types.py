@@ -34,7 +34,9 @@ class Resources:
         if count <= 0 or not accelerator_type:
             return self
         if accelerator_type.startswith("TPU"):
-            return Resources(self.cpus, self.memory_gib, self.gpus, self.gpu_type, self.tpus + count)
+            return Resources(
+                self.cpus, self.memory_gib, self.gpus, self.gpu_type, self.tpus + count
+            )
         return Resources(self.cpus, self.memory_gib, self.gpus + count, accelerator_type, self.tpus)
 
     def __add__(self, other: Resources) -> Resources:

@@ -174,15 +174,16 @@ _FIELDS = {
 }
 
 
-def _group(role: ReplicaRole, count: int, machine_type: str, acc: Accelerator | None,
-           prefix: str) -> ReplicaGroup:
+def _group(
+    role: ReplicaRole, count: int, machine_type: str, acc: Accelerator | None, prefix: str
+) -> ReplicaGroup:
     type_field = f"{prefix}{_FIELDS[role][0]}"
     resources = resources_for(machine_type, field=type_field)
     if acc is not None:
         if acc.count < 0:
+            count_field = f"{prefix}{_FIELDS[role][2]}.acceleratorConfig.count"
             raise InvalidArgument(
-                f"'{prefix}{_FIELDS[role][2]}.acceleratorConfig.count' must be ≥ 0, got {acc.count}.",
-                field=f"{prefix}{_FIELDS[role][2]}.acceleratorConfig.count",
+                f"'{count_field}' must be ≥ 0, got {acc.count}.", field=count_field
             )
         resources = resources.plus_accelerators(acc.type, acc.count)
     return ReplicaGroup(role, count, machine_type, resources)
@@ -205,8 +206,10 @@ def plan_for_scale_tier(
     tier = (scale_tier or "BASIC").upper()
     requests = requests or {}
     if tier == "CUSTOM":
-        groups = [_custom_group(role, requests.get(role, GroupRequest()), field_prefix)
-                  for role in ReplicaRole]
+        groups = [
+            _custom_group(role, requests.get(role, GroupRequest()), field_prefix)
+            for role in ReplicaRole
+        ]
         return ReplicaPlan(tuple(g for g in groups if g.count > 0), use_chief=use_chief)
     if tier not in _TIERS:
         raise InvalidArgument(
@@ -229,8 +232,11 @@ def _custom_group(role: ReplicaRole, request: GroupRequest, prefix: str) -> Repl
             f"'{prefix}{count_field}' must be ≥ 0, got {count}.", field=f"{prefix}{count_field}"
         )
     if count > 0 and not request.machine_type:
-        hint = "required when scaleTier is CUSTOM" if role is ReplicaRole.MASTER else (
-            f"required when '{count_field}' > 0")
+        hint = (
+            "required when scaleTier is CUSTOM"
+            if role is ReplicaRole.MASTER
+            else (f"required when '{count_field}' > 0")
+        )
         raise InvalidArgument(
             f"'{prefix}{type_field}' is {hint}; set it to a machine type such as 'n1-standard-4'.",
             field=f"{prefix}{type_field}",
@@ -252,17 +258,20 @@ def plan_for_local_train(
     Without ``distributed`` the plan is a single master whatever the counts say (gcloud
     ignores them, with a warning the CLI prints).
     """
-    for flag, value in (("--worker-count", worker_count),
-                        ("--parameter-server-count", parameter_server_count),
-                        ("--evaluator-count", evaluator_count)):
+    for flag, value in (
+        ("--worker-count", worker_count),
+        ("--parameter-server-count", parameter_server_count),
+        ("--evaluator-count", evaluator_count),
+    ):
         if value < 0:
             raise InvalidArgument(f"{flag} must be ≥ 0, got {value}.", field=flag)
     local = Resources(0, 0)
     groups = [ReplicaGroup(ReplicaRole.MASTER, 1, LOCAL_MACHINE_TYPE, local)]
     if distributed:
         groups += [
-            ReplicaGroup(ReplicaRole.PARAMETER_SERVER, parameter_server_count,
-                         LOCAL_MACHINE_TYPE, local),
+            ReplicaGroup(
+                ReplicaRole.PARAMETER_SERVER, parameter_server_count, LOCAL_MACHINE_TYPE, local
+            ),
             ReplicaGroup(ReplicaRole.WORKER, worker_count, LOCAL_MACHINE_TYPE, local),
             ReplicaGroup(ReplicaRole.EVALUATOR, evaluator_count, LOCAL_MACHINE_TYPE, local),
         ]

@@ -125,18 +125,27 @@ def replica_environment(
     ``OMP_NUM_THREADS``, which the caller puts in ``base`` and which are left as given.
     """
     env = dict(base or {})
-    for stale in ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "LOCAL_RANK",
-                  "CLOUD_ML_TRIAL_ID", "CUDA_VISIBLE_DEVICES"):
+    for stale in (
+        "MASTER_ADDR",
+        "MASTER_PORT",
+        "WORLD_SIZE",
+        "RANK",
+        "LOCAL_RANK",
+        "CLOUD_ML_TRIAL_ID",
+        "CUDA_VISIBLE_DEVICES",
+    ):
         env.pop(stale, None)
     document = json.dumps(tf_config(plan, replica, addresses, identity))
-    env.update({
-        "TF_CONFIG": document,
-        "CLUSTER_SPEC": document,
-        "CLOUD_ML_JOB_ID": identity.job_id,
-        "CLOUD_ML_HP_METRIC_FILE": metric_file,
-        "CLOUD_ML_HP_METRIC_TAG": identity.metric_tag or "training/hptuning/metric",
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "TF_CONFIG": document,
+            "CLUSTER_SPEC": document,
+            "CLOUD_ML_JOB_ID": identity.job_id,
+            "CLOUD_ML_HP_METRIC_FILE": metric_file,
+            "CLOUD_ML_HP_METRIC_TAG": identity.metric_tag or "training/hptuning/metric",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     if identity.trial_id is not None:
         env["CLOUD_ML_TRIAL_ID"] = identity.trial_id
     if gpu_ids is not None:

@@ -60,25 +60,32 @@ def check_package(module: str, package_path: Path, *, has_packages: bool) -> Non
     if not re.fullmatch(rf"{_MODULE_PART}(\.{_MODULE_PART})*", module):
         raise InvalidArgument(
             f"--module-name {module!r} is not a Python module name; use dotted names such as "
-            "'trainer.task'.", field="--module-name")
+            "'trainer.task'.",
+            field="--module-name",
+        )
     if not package_path.is_dir():
         raise InvalidArgument(
             f"--package-path {str(package_path)!r} is not a directory; point it at the folder "
             "that holds your trainer package (e.g. examples/census/pytorch/trainer).",
-            field="--package-path")
+            field="--package-path",
+        )
     parts = module.split(".")
     if parts[0] == package_path.name:
         base = package_path.parent.joinpath(*parts)
         if not (base.with_suffix(".py").is_file() or (base / "__main__.py").is_file()):
             raise InvalidArgument(
                 f"--module-name {module!r}: neither {base}.py nor {base}/__main__.py exists in "
-                f"--package-path {str(package_path)!r}.", field="--module-name")
+                f"--package-path {str(package_path)!r}.",
+                field="--module-name",
+            )
         return
     if not has_packages and importlib.util.find_spec(parts[0]) is None:
         raise InvalidArgument(
             f"--module-name {module!r} is not inside --package-path {str(package_path)!r} "
             f"(whose package is {package_path.name!r}) and cannot be imported; fix the module "
-            "name or give the archive that provides it with --packages.", field="--module-name")
+            "name or give the archive that provides it with --packages.",
+            field="--module-name",
+        )
 
 
 def absolutize_path_args(
@@ -95,7 +102,9 @@ def absolutize_path_args(
     out: list[str] = []
     changed: list[str] = []
     for arg in args:
-        prefix, _, value = arg.rpartition("=") if arg.startswith("--") and "=" in arg else ("", "", arg)
+        prefix, _, value = (
+            arg.rpartition("=") if arg.startswith("--") and "=" in arg else ("", "", arg)
+        )
         candidate = _absolute_if_local(value, invocation_dir, workdir)
         if candidate is None:
             out.append(arg)
@@ -111,7 +120,7 @@ def _absolute_if_local(value: str, invocation_dir: Path, workdir: Path) -> str |
     if invocation_dir.resolve() == workdir.resolve():
         return None
     try:
-        here = (invocation_dir / value)
+        here = invocation_dir / value
         if here.exists() and not (workdir / value).exists():
             return str(here.resolve())
     except (OSError, ValueError):
@@ -133,9 +142,19 @@ def build_launches(request: LocalTrainRequest) -> list[ReplicaLaunch]:
     launches = []
     for replica in replicas:
         env = replica_environment(
-            plan, replica, addresses, identity,
-            metric_file=str(request.run_dir / f"{replica.name}.metrics"), base=base)
-        launches.append(ReplicaLaunch(
-            name=replica.name, argv=[request.python, "-m", request.module, *args],
-            env=env, cwd=str(request.workdir)))
+            plan,
+            replica,
+            addresses,
+            identity,
+            metric_file=str(request.run_dir / f"{replica.name}.metrics"),
+            base=base,
+        )
+        launches.append(
+            ReplicaLaunch(
+                name=replica.name,
+                argv=[request.python, "-m", request.module, *args],
+                env=env,
+                cwd=str(request.workdir),
+            )
+        )
     return launches

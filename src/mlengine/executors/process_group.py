@@ -112,16 +112,27 @@ class ProcessGroup:
             raise
 
     def _spawn(self, launch: ReplicaLaunch) -> None:
-        stdin = None if (launch.name == self._primary and self._primary_stdin) else subprocess.DEVNULL
+        stdin = (
+            None if (launch.name == self._primary and self._primary_stdin) else subprocess.DEVNULL
+        )
         proc = subprocess.Popen(
-            list(launch.argv), cwd=launch.cwd, env=launch.env, stdin=stdin,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+            list(launch.argv),
+            cwd=launch.cwd,
+            env=launch.env,
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
         )
         self._procs[launch.name] = proc
         for stream_name, stream in (("stdout", proc.stdout), ("stderr", proc.stderr)):
             assert stream is not None
-            pump = threading.Thread(target=self._pump, args=(launch.name, stream_name, stream),
-                                    name=f"pump-{launch.name}-{stream_name}", daemon=True)
+            pump = threading.Thread(
+                target=self._pump,
+                args=(launch.name, stream_name, stream),
+                name=f"pump-{launch.name}-{stream_name}",
+                daemon=True,
+            )
             pump.start()
             self._pumps.append(pump)
         waiter = threading.Thread(target=self._wait_one, args=(launch.name, proc), daemon=True)
@@ -142,8 +153,11 @@ class ProcessGroup:
         while self._outcome is None:
             remaining = deadline - time.monotonic()
             try:
-                name, code = self._exits.get(timeout=max(remaining, 0)) if remaining > 0 \
+                name, code = (
+                    self._exits.get(timeout=max(remaining, 0))
+                    if remaining > 0
                     else self._exits.get_nowait()
+                )
             except queue.Empty:
                 return None
             self._on_exit(name, code)
@@ -159,8 +173,11 @@ class ProcessGroup:
     def _on_exit(self, name: str, code: int) -> None:
         self._codes[name] = code
         if name == self._primary:
-            self._finish(shell_exit_code(code), None if code == 0 else name,
-                         "" if code == 0 else f"{name} {_describe(code)}.")
+            self._finish(
+                shell_exit_code(code),
+                None if code == 0 else name,
+                "" if code == 0 else f"{name} {_describe(code)}.",
+            )
         elif code != 0:
             reason = f"{name} {_describe(code)}; stopping the other replicas."
             self._finish(shell_exit_code(code) or 1, name, reason)

@@ -65,8 +65,10 @@ def layered_environment(
         return sys.executable
     for path in paths:
         if not path.is_file():
-            raise InvalidArgument(f"Package archive {str(path)!r} given in {field} does not "
-                                  "exist or is not a file.", field=field)
+            raise InvalidArgument(
+                f"Package archive {str(path)!r} given in {field} does not exist or is not a file.",
+                field=field,
+            )
     env_dir = cache_root / archive_digest(paths, sys.executable)
     cache_root.mkdir(parents=True, exist_ok=True)
     with open(cache_root / f"{env_dir.name}.lock", "w") as lock:
@@ -80,13 +82,31 @@ def _build(env_dir: Path, archives: list[Path], field: str) -> None:
     shutil.rmtree(env_dir, ignore_errors=True)
     venv.EnvBuilder(with_pip=False, symlinks=True).create(env_dir)
     purelib = subprocess.run(
-        [str(_env_python(env_dir)), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True, capture_output=True, text=True,
+        [
+            str(_env_python(env_dir)),
+            "-c",
+            "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     # Runtime packages go after the environment's own, so an archive can override them.
-    Path(purelib, "_mlengine_runtime.pth").write_text("\n".join(_runtime_site_paths()) + "\n")
-    command = [sys.executable, "-m", "pip", "--python", str(_env_python(env_dir)), "install",
-               "--disable-pip-version-check", "--no-input", "--quiet"]
+    # addsitedir (not a bare path) so the runtime's own .pth files, such as editable
+    # installs, are processed too.
+    lines = [f"import site; site.addsitedir({path!r})" for path in _runtime_site_paths()]
+    Path(purelib, "_mlengine_runtime.pth").write_text("\n".join(lines) + "\n")
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "--python",
+        str(_env_python(env_dir)),
+        "install",
+        "--disable-pip-version-check",
+        "--no-input",
+        "--quiet",
+    ]
     if importlib.util.find_spec("setuptools") is not None:
         command.append("--no-build-isolation")  # works offline when the runtime has setuptools
     result = subprocess.run([*command, *map(str, archives)], capture_output=True, text=True)

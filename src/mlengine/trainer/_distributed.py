@@ -8,9 +8,7 @@ import os
 from typing import Any
 
 
-def init_torch_distributed(
-    backend: str | None = None, timeout_seconds: float = 300.0
-) -> bool:
+def init_torch_distributed(backend: str | None = None, timeout_seconds: float = 300.0) -> bool:
     """Join the data-parallel group described by MASTER_ADDR/MASTER_PORT/WORLD_SIZE/RANK.
 
     Returns ``True`` when a process group was initialised (or already was), ``False`` for a

@@ -36,7 +36,9 @@ class MetricReporter:
 
     def __init__(self, path: str | None = None, trial_id: str | None = None) -> None:
         self.path = path or os.environ.get("CLOUD_ML_HP_METRIC_FILE") or DEFAULT_METRIC_FILE
-        self.trial_id = trial_id if trial_id is not None else os.environ.get("CLOUD_ML_TRIAL_ID", "0")
+        self.trial_id = (
+            trial_id if trial_id is not None else os.environ.get("CLOUD_ML_TRIAL_ID", "0")
+        )
         self._entries: collections.deque[dict[str, Any]] = collections.deque(maxlen=MAX_ENTRIES)
         self._lock = threading.Lock()
 
