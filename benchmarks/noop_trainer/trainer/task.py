@@ -1,0 +1,1 @@
+"""A trainer that does nothing: measures launcher overhead."""
