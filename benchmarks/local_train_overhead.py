@@ -75,7 +75,7 @@ def main() -> None:
         ),
     }
     samples: dict[str, list[float]] = {name: [] for name in commands}
-    for name, (argv, cwd) in commands.items():  # warm the page cache once
+    for argv, cwd in commands.values():  # warm the page cache once
         _time(argv, cwd, env)
     for _ in range(args.runs):
         for name, (argv, cwd) in commands.items():

@@ -157,8 +157,17 @@ class Internal(MlEngineError):
 def error_for_code(code: Code | str, message: str, field: str | None = None) -> MlEngineError:
     """Rebuild the most specific error class for a canonical code (used by the client)."""
     code = Code(code) if not isinstance(code, Code) else code
-    for cls in (InvalidArgument, NotFound, AlreadyExists, FailedPrecondition, PermissionDenied,
-                Unauthenticated, ResourceExhausted, Unavailable, Internal):
+    for cls in (
+        InvalidArgument,
+        NotFound,
+        AlreadyExists,
+        FailedPrecondition,
+        PermissionDenied,
+        Unauthenticated,
+        ResourceExhausted,
+        Unavailable,
+        Internal,
+    ):
         if cls.code is code:
             return cls(message, field=field)
     return MlEngineError(message, field=field, code=code)
