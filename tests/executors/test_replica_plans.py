@@ -115,3 +115,38 @@ def test_negative_counts_are_rejected_naming_the_flag():
     with pytest.raises(InvalidArgument) as err:
         plan_for_local_train(distributed=True, worker_count=-1)
     assert err.value.field == "--worker-count"
+
+
+def test_training_input_to_plan():
+    from mlengine.domain.resources import parse_training_input
+    from mlengine.domain.training_plans import plan_for_training_input
+
+    ti = parse_training_input(
+        {
+            "scaleTier": "CUSTOM",
+            "masterType": "n1-standard-8",
+            "workerType": "n1-highmem-4",
+            "workerCount": "2",
+            "evaluatorType": "n1-standard-4",
+            "evaluatorCount": 1,
+            "masterConfig": {"acceleratorConfig": {"type": "NVIDIA_TESLA_T4", "count": "1"}},
+            "useChiefInTfConfig": True,
+            "pythonModule": "trainer.task",
+            "region": "local",
+        }
+    )
+    plan = plan_for_training_input(ti)
+    assert [r.name for r in plan.replicas()] == [
+        "master-replica-0",
+        "worker-replica-0",
+        "worker-replica-1",
+        "evaluator-replica-0",
+    ]
+    assert plan.primary_name == "chief"
+    assert plan.replica("master-replica-0").resources.gpus == 1
+    assert (
+        plan_for_training_input(parse_training_input({"scaleTier": "STANDARD_1"})).count(
+            ReplicaRole.PARAMETER_SERVER
+        )
+        == 3
+    )
