@@ -1,0 +1,1 @@
+"""Census income DNN trainer (PyTorch): ``python -m trainer.task``; exports ONNX."""

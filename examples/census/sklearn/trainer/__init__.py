@@ -1,0 +1,1 @@
+"""Census income gradient-boosting trainer (scikit-learn): ``python -m trainer.task``."""
