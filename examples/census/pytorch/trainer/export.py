@@ -15,9 +15,11 @@ documents the contract.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -56,16 +58,26 @@ def _network_proto(model: CensusDNN) -> onnx.ModelProto:
         torch.zeros(2, len(data.NUMERIC_COLUMNS)),
     )
     batch = torch.export.Dim("batch")
-    program = torch.onnx.export(
-        ProbabilityHead(model).eval(),
-        sample,
-        input_names=[_IDS, _NUMERICS],
-        output_names=[_PROBABILITIES],
-        opset_version=OPSET,
-        dynamic_shapes=({0: batch}, {0: batch}),
-        dynamo=True,
-        verbose=False,
-    )
+    # The exporter warns about optional packages (torchvision) and internal deprecations that
+    # say nothing about this model; keep them out of the job log. Real errors still raise.
+    exporter_logger = logging.getLogger("torch.onnx")
+    previous_level = exporter_logger.level
+    exporter_logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                ProbabilityHead(model).eval(),
+                sample,
+                input_names=[_IDS, _NUMERICS],
+                output_names=[_PROBABILITIES],
+                opset_version=OPSET,
+                dynamic_shapes=({0: batch}, {0: batch}),
+                dynamo=True,
+                verbose=False,
+            )
+    finally:
+        exporter_logger.setLevel(previous_level)
     if program is None:
         raise RuntimeError("torch.onnx.export returned no program")
     proto = program.model_proto
