@@ -1,29 +1,103 @@
-"""Settings: the one place that reads ``MLENGINE_*`` environment variables.
+"""Settings: the one place that reads ``MLENGINE_*`` environment variables and the config file.
 
 Nothing reads the environment at import time; callers build :class:`Settings` once (the CLI
 at start-up, the server in its composition root) and pass it down.
+
+Precedence, highest first: explicit overrides (command-line flags), environment variables,
+the config file (``$MLENGINE_CONFIG``, else ``$MLENGINE_HOME/config.yaml`` if it exists; YAML
+or JSON with the snake_case keys below), built-in defaults.
+
+======================  ==========================  =========================================
+setting                 environment variable        default
+======================  ==========================  =========================================
+home                    MLENGINE_HOME               ``~/.mlengine``
+database_url            MLENGINE_DATABASE_URL       ``sqlite:///<home>/mlengine.db``
+artifact_root           MLENGINE_ARTIFACT_ROOT      ``<home>/artifacts`` (or an fsspec URI)
+server_url              MLENGINE_SERVER             unset: the CLI starts a local server
+project                 MLENGINE_PROJECT            ``mlengine``
+host                    MLENGINE_HOST               ``127.0.0.1``
+port                    MLENGINE_PORT               ``8570``
+auth_tokens_file        MLENGINE_AUTH_TOKENS_FILE   unset (one token per line)
+auth_tokens             MLENGINE_AUTH_TOKENS        unset (comma-separated)
+token                   MLENGINE_TOKEN              unset (what the CLI/SDK sends)
+insecure                MLENGINE_INSECURE           false
+strict_placement        MLENGINE_STRICT_PLACEMENT   false (CPU/memory requests are soft)
+scheduler_interval      MLENGINE_SCHEDULER_INTERVAL ``0.5`` seconds between scheduler ticks
+======================  ==========================  =========================================
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
 DEFAULT_HOME = "~/.mlengine"
+DEFAULT_PROJECT = "mlengine"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8570
+DEFAULT_SCHEDULER_INTERVAL = 0.5
+
+_ENV = {
+    "database_url": "MLENGINE_DATABASE_URL",
+    "artifact_root": "MLENGINE_ARTIFACT_ROOT",
+    "server_url": "MLENGINE_SERVER",
+    "project": "MLENGINE_PROJECT",
+    "host": "MLENGINE_HOST",
+    "port": "MLENGINE_PORT",
+    "auth_tokens_file": "MLENGINE_AUTH_TOKENS_FILE",
+    "auth_tokens": "MLENGINE_AUTH_TOKENS",
+    "token": "MLENGINE_TOKEN",
+    "insecure": "MLENGINE_INSECURE",
+    "strict_placement": "MLENGINE_STRICT_PLACEMENT",
+    "scheduler_interval": "MLENGINE_SCHEDULER_INTERVAL",
+}
+_TRUE = {"1", "true", "yes", "on"}
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Where mlengine keeps its state. ``home`` holds the database, artifacts and caches."""
+    """Where mlengine keeps its state and how its server is reached and protected."""
 
     home: Path
+    database_url: str = ""
+    artifact_root: str = ""
+    server_url: str | None = None
+    project: str = DEFAULT_PROJECT
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    auth_tokens_file: str | None = None
+    auth_tokens: tuple[str, ...] = ()
+    token: str | None = None
+    insecure: bool = False
+    strict_placement: bool = False
+    scheduler_interval: float = DEFAULT_SCHEDULER_INTERVAL
+
+    def __post_init__(self) -> None:
+        if not self.database_url:
+            object.__setattr__(self, "database_url", f"sqlite:///{self.home / 'mlengine.db'}")
+        if not self.artifact_root:
+            object.__setattr__(self, "artifact_root", str(self.home / "artifacts"))
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from the environment and config file; ``overrides`` (flags) win.
+
+        Overrides whose value is None are ignored, so CLI options can be passed straight in.
+        """
         env = os.environ if environ is None else environ
-        return cls(home=Path(env.get("MLENGINE_HOME") or DEFAULT_HOME).expanduser())
+        home = Path(overrides.get("home") or env.get("MLENGINE_HOME") or DEFAULT_HOME)
+        home = home.expanduser()
+        values: dict[str, Any] = _config_file(env, home)
+        values.update({k: env[v] for k, v in _ENV.items() if env.get(v)})
+        values.update({k: v for k, v in overrides.items() if v is not None and k != "home"})
+        return cls(home=home, **_coerce(values))
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
     @property
     def environments_dir(self) -> Path:
@@ -34,3 +108,58 @@ class Settings:
     def local_runs_dir(self) -> Path:
         """Scratch space of ``local train`` runs: metric files per replica."""
         return self.home / "local-runs"
+
+    @property
+    def runs_dir(self) -> Path:
+        """Working folders of the server's runs: replica logs, exit records, metric files."""
+        return self.home / "runs"
+
+    @property
+    def server_state_file(self) -> Path:
+        """Where a running server records its pid and URL (``mlengine server status``)."""
+        return self.home / "server.json"
+
+    @property
+    def local_server_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+def _config_file(env: Mapping[str, str], home: Path) -> dict[str, Any]:
+    explicit = env.get("MLENGINE_CONFIG")
+    path = Path(explicit).expanduser() if explicit else home / "config.yaml"
+    if not path.is_file():
+        if explicit:
+            raise FileNotFoundError(f"MLENGINE_CONFIG points at {path}, which does not exist")
+        return {}
+    text = path.read_text()
+    if path.suffix == ".json":
+        data = json.loads(text)
+    else:
+        import yaml
+
+        data = yaml.safe_load(text) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a mapping of settings")
+    known = {f.name for f in fields(Settings)} - {"home"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown settings {unknown}; known: {sorted(known)}")
+    return dict(data)
+
+
+def _coerce(values: dict[str, Any]) -> dict[str, Any]:
+    out = dict(values)
+    for key in ("insecure", "strict_placement"):
+        if isinstance(out.get(key), str):
+            out[key] = out[key].strip().lower() in _TRUE
+    if "port" in out:
+        out["port"] = int(out["port"])
+    if "scheduler_interval" in out:
+        out["scheduler_interval"] = float(out["scheduler_interval"])
+    if isinstance(out.get("auth_tokens"), str):
+        out["auth_tokens"] = tuple(t.strip() for t in out["auth_tokens"].split(",") if t.strip())
+    elif isinstance(out.get("auth_tokens"), list):
+        out["auth_tokens"] = tuple(str(t) for t in out["auth_tokens"])
+    if out.get("artifact_root"):
+        out["artifact_root"] = str(out["artifact_root"])
+    return out

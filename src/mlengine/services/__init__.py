@@ -1,0 +1,1 @@
+"""Services: the use cases behind the API and the CLI (jobs, models, packages, …)."""

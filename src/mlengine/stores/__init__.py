@@ -1,0 +1,1 @@
+"""Metadata stores: where jobs, their logs and operations live (SQLite or PostgreSQL)."""

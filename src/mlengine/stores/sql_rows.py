@@ -1,0 +1,139 @@
+"""Rows of the SQL metadata store ↔ the store's dataclasses.
+
+A job row keeps the Job's wire form (``Job.to_api()``) in ``body`` and copies the columns that
+queries need (state, priority, create time, labels) out of it; :func:`job_values` is the one
+place that decides those copies, so inserts and updates can never disagree.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Row
+
+from mlengine.domain.errors import Internal, InvalidArgument
+from mlengine.domain.resources import Job, JobState
+from mlengine.stores.base import JobRuntime, LogEntry, StoredJob
+
+_ETAG_BYTES = 9
+#: A result row of any shape (SQLAlchemy types rows by their column types).
+AnyRow = Row[*tuple[Any, ...]]
+
+
+def new_etag(previous: bytes | None = None) -> bytes:
+    """Random bytes for ``Job.etag``, never equal to ``previous``."""
+    while True:
+        etag = os.urandom(_ETAG_BYTES)
+        if etag != previous:
+            return etag
+
+
+def job_values(job: Job, runtime: JobRuntime) -> dict[str, Any]:
+    """The column values of a job row (everything but project, job_id and seq)."""
+    scheduling = job.training_input.scheduling if job.training_input else None
+    priority = scheduling.priority if scheduling and scheduling.priority is not None else 0
+    return {
+        "state": (job.state or JobState.STATE_UNSPECIFIED).value,
+        "priority": priority,
+        "create_time": job.create_time,
+        "labels": dict(job.labels or {}),
+        "body": job.to_api(),
+        "runtime": runtime_to_json(runtime),
+        "etag": base64.b64encode(job.etag or b"").decode("ascii"),
+    }
+
+
+def stored_job(row: AnyRow) -> StoredJob:
+    """A StoredJob from a row with the project, seq, body and runtime columns."""
+    return StoredJob(
+        project=row.project,
+        job=Job.model_validate(row.body),
+        seq=row.seq,
+        runtime=runtime_from_json(row.runtime),
+    )
+
+
+def runtime_to_json(runtime: JobRuntime) -> dict[str, Any]:
+    return {
+        "attempt": runtime.attempt,
+        "run": None if runtime.run is None else dict(runtime.run),
+        "logCursor": dict(runtime.log_cursor),
+        "python": runtime.python,
+        "cancelRequested": runtime.cancel_requested,
+        "cpuSeconds": runtime.cpu_seconds,
+        "notes": list(runtime.notes),
+    }
+
+
+def runtime_from_json(data: Mapping[str, Any]) -> JobRuntime:
+    """The inverse of :func:`runtime_to_json`; ``notes`` come back as a tuple."""
+    return JobRuntime(
+        attempt=int(data.get("attempt", 0)),
+        run=data.get("run"),
+        log_cursor=data.get("logCursor") or {},
+        python=data.get("python"),
+        cancel_requested=bool(data.get("cancelRequested", False)),
+        cpu_seconds=float(data.get("cpuSeconds", 0.0)),
+        notes=tuple(data.get("notes") or ()),
+    )
+
+
+def log_values(
+    project: str, job_id: str, first_seq: int, entries: Sequence[LogEntry]
+) -> list[dict[str, Any]]:
+    """Rows for ``entries``, numbered from ``first_seq`` (their own ``seq`` is ignored).
+
+    NUL characters, which PostgreSQL text cannot hold, become U+FFFD on every backend.
+    """
+    return [
+        {
+            "project": project,
+            "job_id": job_id,
+            "seq": first_seq + offset,
+            "time": entry.time,
+            "task_name": entry.task_name,
+            "trial_id": entry.trial_id,
+            "stream": entry.stream,
+            "severity": entry.severity,
+            "message": entry.message.replace("\x00", "\ufffd"),
+        }
+        for offset, entry in enumerate(entries)
+    ]
+
+
+def log_entry(row: AnyRow) -> LogEntry:
+    return LogEntry(
+        time=row.time,
+        task_name=row.task_name,
+        message=row.message,
+        stream=row.stream,
+        severity=row.severity,
+        trial_id=row.trial_id,
+        seq=row.seq,
+    )
+
+
+def check_same_job(before: StoredJob, after: StoredJob) -> None:
+    """``update_job``'s change must not move the job to another id, project or seq."""
+    if (after.project, after.job_id, after.seq) != (before.project, before.job_id, before.seq):
+        raise Internal(
+            f"update_job of projects/{before.project}/jobs/{before.job_id} returned "
+            f"projects/{after.project}/jobs/{after.job_id} (seq {after.seq}); a change may "
+            "not alter a job's identity."
+        )
+
+
+def check_operation(project: str, operation: Mapping[str, Any]) -> str:
+    """The operation's name, which must be ``projects/{project}/operations/{id}``."""
+    name = operation.get("name")
+    prefix = f"projects/{project}/operations/"
+    if not isinstance(name, str) or not name.startswith(prefix) or name == prefix:
+        raise InvalidArgument(
+            f"An operation stored under project {project!r} needs a name of the form "
+            f"'{prefix}{{id}}', not {name!r}.",
+            field="name",
+        )
+    return name
