@@ -45,7 +45,11 @@ def build_runtime(settings: Settings) -> Runtime:
     store = SqlMetadataStore(settings.database_url)
     artifacts = ArtifactStore(settings.artifact_root)
     packages = PackageService(artifacts, settings.home / "cache" / "packages")
-    executor = LocalProcessExecutor(settings.runs_dir, strict_placement=settings.strict_placement)
+    executor = LocalProcessExecutor(
+        settings.runs_dir,
+        strict_placement=settings.strict_placement,
+        max_replicas=settings.max_local_replicas,
+    )
     preparer = RunPreparer(packages.materialize, settings.environments_dir, settings.home / "work")
     jobs = JobService(store, check_packages=packages.check)
     scheduler = Scheduler(store, executor, preparer, base_env=_replica_base_env())

@@ -23,6 +23,8 @@ token                   MLENGINE_TOKEN              unset (what the CLI/SDK send
 insecure                MLENGINE_INSECURE           false
 strict_placement        MLENGINE_STRICT_PLACEMENT   false (CPU/memory requests are soft)
 scheduler_interval      MLENGINE_SCHEDULER_INTERVAL ``0.5`` seconds between scheduler ticks
+max_local_replicas      MLENGINE_MAX_LOCAL_REPLICAS replicas running at once on the local
+                                                    executor (default ``max(4, 2 × CPUs)``)
 ======================  ==========================  =========================================
 """
 
@@ -54,6 +56,7 @@ _ENV = {
     "insecure": "MLENGINE_INSECURE",
     "strict_placement": "MLENGINE_STRICT_PLACEMENT",
     "scheduler_interval": "MLENGINE_SCHEDULER_INTERVAL",
+    "max_local_replicas": "MLENGINE_MAX_LOCAL_REPLICAS",
 }
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -75,6 +78,7 @@ class Settings:
     insecure: bool = False
     strict_placement: bool = False
     scheduler_interval: float = DEFAULT_SCHEDULER_INTERVAL
+    max_local_replicas: int | None = None
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -152,8 +156,9 @@ def _coerce(values: dict[str, Any]) -> dict[str, Any]:
     for key in ("insecure", "strict_placement"):
         if isinstance(out.get(key), str):
             out[key] = out[key].strip().lower() in _TRUE
-    if "port" in out:
-        out["port"] = int(out["port"])
+    for key in ("port", "max_local_replicas"):
+        if key in out:
+            out[key] = int(out[key])
     if "scheduler_interval" in out:
         out["scheduler_interval"] = float(out["scheduler_interval"])
     if isinstance(out.get("auth_tokens"), str):

@@ -625,3 +625,17 @@ def test_supervisor_records_a_command_that_cannot_start(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "r.exit").read_text())["code"] == 127
     line = json.loads((tmp_path / "r.log").read_text().splitlines()[0])
     assert line["s"] == "stderr" and "cannot start" in line["m"]
+
+
+def test_soft_placement_caps_concurrent_replicas(tmp_path: Path) -> None:
+    capped = Runs(tmp_path / "runs", gpu_ids=[], max_replicas=3)
+    try:
+        pair = plan_for_local_train(distributed=True, worker_count=1, parameter_server_count=0)
+        big = plan_for_scale_tier("STANDARD_1")  # 8 replicas: more than the cap
+        assert capped.executor.fits(big, [])  # alone, a plan larger than the cap still runs
+        first = capped.start("p/cap/1", pair, "--sleep", "30")
+        assert capped.executor.fits(SINGLE, [first])  # 2 + 1 <= 3
+        assert not capped.executor.fits(pair, [first])  # 2 + 2 > 3
+        assert not capped.executor.fits(SINGLE, [first], [SINGLE])  # pending plans count too
+    finally:
+        capped.close()

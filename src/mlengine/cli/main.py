@@ -16,7 +16,10 @@ from mlengine.cli.errors import run_cli
 
 #: command name -> "module:attribute" of its click group or command.
 COMMANDS: dict[str, str] = {
+    "jobs": "mlengine.cli.jobs:jobs",
     "local": "mlengine.cli.local:local",
+    "operations": "mlengine.cli.operations:operations",
+    "server": "mlengine.cli.server:server",
 }
 
 

@@ -85,6 +85,9 @@ class LocalProcessExecutor:
     ``capacity``/``gpu_ids`` replace what is detected (``os.cpu_count()``, ``/proc/meminfo``,
     ``nvidia-smi -L``); with ``strict_placement`` CPU and memory requests are hard limits too
     (by default they are soft: replicas share the cores, PRODUCT §4.2). GPUs are always hard.
+    ``max_replicas`` caps how many replicas run at once under soft placement (default
+    ``max(4, 2 × CPUs)``), so 500 queued jobs do not start 500 processes on two cores; a
+    plan larger than the cap still runs when nothing else does.
     """
 
     def __init__(
@@ -96,8 +99,10 @@ class LocalProcessExecutor:
         gpu_ids: Sequence[int] | None = None,
         start_port_range: tuple[int, int] = DEFAULT_PORT_RANGE,
         grace_seconds: float = DEFAULT_GRACE_SECONDS,
+        max_replicas: int | None = None,
     ) -> None:
         self._runs_dir = Path(runs_dir)
+        self._max_replicas = max_replicas
         self._given_capacity = capacity
         self._gpu_ids = None if gpu_ids is None else sorted(gpu_ids)
         self._capacity: Resources | None = None
@@ -138,11 +143,19 @@ class LocalProcessExecutor:
         if need.gpus + reserved.gpus > len(self._free_gpus(running)):
             return False
         if not self._strict:
-            return True
+            return self._within_replica_cap(plan, running, pending)
         cap, used = self.capacity(), _resources_of(running) + reserved
         return used.cpus + need.cpus <= cap.cpus and used.memory_gib + need.memory_gib <= (
             cap.memory_gib
         )
+
+    def _within_replica_cap(
+        self, plan: ReplicaPlan, running: Sequence[RunHandle], pending: Sequence[ReplicaPlan]
+    ) -> bool:
+        cap = self._max_replicas or max(4, 2 * int(self.capacity().cpus))
+        busy = sum(len(h.get("replicas", ())) for h in _local(running))
+        busy += sum(len(p.replicas()) for p in pending)
+        return busy == 0 or busy + len(plan.replicas()) <= cap
 
     def _free_gpus(self, running: Iterable[RunHandle]) -> list[int]:
         self.capacity()

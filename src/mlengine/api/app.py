@@ -1,0 +1,65 @@
+"""``create_app(runtime)``: the ASGI app of the server.
+
+Layers, outermost first (each a plain ASGI middleware, see their modules)::
+
+    RequestMetricsMiddleware   counts and times every request (observability)
+    InternalErrorMiddleware    an unexpected exception → 500 INTERNAL envelope (errors)
+    BearerAuthMiddleware       401 without an accepted token, when tokens are set (auth)
+    FastAPI routing            routes_jobs, routes_operations, observability
+                               MlEngineError / 404 / 405 → envelope (errors)
+
+New resource collections (models, versions, …) add a ``routes_<name>.py`` with a
+``<name>_router(service, …)`` function and one ``include_router`` line below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import FastAPI
+
+from mlengine import __version__
+from mlengine.api.auth import BearerAuthMiddleware, BearerTokens
+from mlengine.api.errors import InternalErrorMiddleware, install_error_handlers
+from mlengine.api.observability import ApiMetrics, RequestMetricsMiddleware, health_router
+from mlengine.api.routes_jobs import jobs_router, packages_router
+from mlengine.api.routes_operations import operations_router
+from mlengine.composition import Runtime
+from mlengine.services.packages import DEFAULT_MAX_PACKAGE_BYTES
+
+#: Largest JSON body of an API call; larger ones get 413 before they are parsed.
+DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ApiLimits:
+    """Request size limits: JSON API calls, and package uploads."""
+
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_upload_bytes: int = DEFAULT_MAX_PACKAGE_BYTES
+
+
+def create_app(
+    runtime: Runtime, *, limits: ApiLimits | None = None, tokens: BearerTokens | None = None
+) -> FastAPI:
+    """The app over ``runtime``'s services. ``tokens`` default to the runtime's settings."""
+    limits = limits or ApiLimits()
+    tokens = tokens if tokens is not None else BearerTokens.from_settings(runtime.settings)
+    app = FastAPI(
+        title="mlengine", version=__version__, docs_url=None, redoc_url=None, openapi_url=None
+    )
+    metrics = ApiMetrics(runtime.store)
+    routers = [
+        health_router(runtime.store, metrics),
+        jobs_router(runtime.jobs, max_body_bytes=limits.max_body_bytes),
+        operations_router(runtime.operations, max_body_bytes=limits.max_body_bytes),
+        packages_router(runtime.packages, max_upload_bytes=limits.max_upload_bytes),
+    ]
+    for router in routers:
+        app.include_router(router)
+    install_error_handlers(app, routers)
+    # add_middleware wraps: the last one added is the outermost.
+    app.add_middleware(BearerAuthMiddleware, tokens=tokens)
+    app.add_middleware(InternalErrorMiddleware)
+    app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
+    return app
