@@ -222,11 +222,13 @@ def test_uploads_check_the_name_and_the_body(api: httpx.Client) -> None:
         url, params={"filename": "notes.txt"}, content=b"abc", headers=headers
     )
     empty = api.post(url, params={"filename": "t-0.1.tar.gz"}, headers=headers)
+    bogus = api.post(url, params={"filename": "t-0.1.tar.gz"}, content=b"abc", headers=headers)
 
     assert nameless.status_code == 400 and _violation(nameless) == "filename"
     assert traversal.status_code == 400 and _violation(traversal) == "packageUris"
     assert not_an_archive.status_code == 400
     assert empty.status_code == 400 and "empty" in error_of(empty)["message"]
+    assert bogus.status_code == 400 and "not a valid" in error_of(bogus)["message"]
 
 
 # -- in-process: limits and failures -------------------------------------------------------

@@ -155,3 +155,13 @@ def test_a_run_started_but_not_recorded_is_found_not_started_twice(plane, tmp_pa
     assert job.state is JobState.SUCCEEDED
     assert len(list(record.glob("*.json"))) == 1  # started once
     assert any("Re-attached" in m for m in _messages(plane, "win_1", "service"))
+
+
+def test_log_severity_comes_from_the_logging_level_when_there_is_one():
+    from mlengine.scheduler.loop import line_severity
+
+    assert line_severity("2026-11-27 19:16:24,635 INFO step 300", "stderr") == "INFO"
+    assert line_severity("WARNING:root:careful", "stderr") == "WARNING"
+    assert line_severity("Traceback (most recent call last):", "stderr") == "ERROR"
+    assert line_severity("plain output", "stdout") == "INFO"
+    assert line_severity("x" * 80 + " ERROR late in a long line", "stdout") == "INFO"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import tarfile
 import uuid
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +26,25 @@ from mlengine.services.packages import (
     validate_package_filename,
 )
 
-ARCHIVE = b"not really a tarball, but bytes are bytes" * 100
+
+def _tarball(text: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        info = tarfile.TarInfo("trainer-0.1/setup.py")
+        info.size = len(text)
+        tar.addfile(info, io.BytesIO(text))
+    return buffer.getvalue()
+
+
+def _zip(text: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("pkg/__init__.py", text)
+    return buffer.getvalue()
+
+
+ARCHIVE = _tarball(b"from setuptools import setup\nsetup(name='trainer')\n" * 20)
+WHEEL = _zip(b"VALUE = 1\n")
 SHA = hashlib.sha256(ARCHIVE).hexdigest()
 
 
@@ -73,9 +93,9 @@ def test_stage_is_idempotent_and_does_not_rewrite(
 
 
 def test_stage_accepts_streams(service: PackageService, store: ArtifactStore) -> None:
-    uri = service.stage("pkg-1.0-py3-none-any.whl", io.BytesIO(ARCHIVE))
-    assert uri.endswith(f"/{SHA}/pkg-1.0-py3-none-any.whl")
-    assert store.get_bytes(uri.removeprefix(PACKAGE_URI_SCHEME)) == ARCHIVE
+    uri = service.stage("pkg-1.0-py3-none-any.whl", io.BytesIO(WHEEL))
+    assert uri.endswith(f"/{hashlib.sha256(WHEEL).hexdigest()}/pkg-1.0-py3-none-any.whl")
+    assert store.get_bytes(uri.removeprefix(PACKAGE_URI_SCHEME)) == WHEEL
     assert not list((service._cache_dir).glob(f"{TMP_PREFIX}*"))
 
 
@@ -227,9 +247,28 @@ def test_remote_uris_are_downloaded_by_content(
 
 
 def test_order_is_kept(service: PackageService, tmp_path: Path) -> None:
-    first = service.stage("a.tar.gz", b"a")
+    first = service.stage("a.tar.gz", _tarball(b"a"))
     local = tmp_path / "b.zip"
     local.write_bytes(b"b")
-    second = service.stage("c-1.0-py3-none-any.whl", b"c")
+    second = service.stage("c-1.0-py3-none-any.whl", _zip(b"c"))
     paths = service.materialize([first, str(local), second])
-    assert [p.read_bytes() for p in paths] == [b"a", b"b", b"c"]
+    assert [p.read_bytes() for p in paths] == [_tarball(b"a"), b"b", _zip(b"c")]
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("trainer.tar.gz", b"not an archive"),
+        ("trainer.tgz", WHEEL),
+        ("pkg-1.0-py3-none-any.whl", ARCHIVE),
+        ("pkg.zip", b"PK but not really"),
+    ],
+)
+def test_bytes_that_are_not_the_named_archive_are_refused(
+    service: PackageService, name: str, data: bytes
+) -> None:
+    with pytest.raises(InvalidArgument, match="not a valid") as err:
+        service.stage(name, data)
+    assert err.value.field == "packageUris"
+    with pytest.raises(InvalidArgument):
+        service.stage(name, io.BytesIO(data))

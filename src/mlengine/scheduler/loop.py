@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -417,8 +418,21 @@ def _entry(line: LogLine) -> LogEntry:
         task_name=line.replica,
         message=line.message,
         stream=line.stream,
-        severity="ERROR" if line.stream == "stderr" else "INFO",
+        severity=line_severity(line.message, line.stream),
     )
+
+
+_LEVEL = re.compile(r"\b(DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL|FATAL)\b")
+_SEVERITY = {"WARN": "WARNING", "FATAL": "CRITICAL"}
+
+
+def line_severity(message: str, stream: str) -> str:
+    """A line's severity: the level a logging library wrote near its start (Python's logging
+    prints INFO records on stderr), else ERROR for stderr and INFO for stdout."""
+    match = _LEVEL.search(message[:64])
+    if match:
+        return _SEVERITY.get(match.group(1), match.group(1))
+    return "ERROR" if stream == "stderr" else "INFO"
 
 
 def _with_units(job: Job, cpu_seconds: float) -> Job:

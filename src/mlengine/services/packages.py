@@ -17,10 +17,13 @@ Errors name ``trainingInput.packageUris[i]``.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
 import shutil
+import tarfile
 import tempfile
+import zipfile
 from collections.abc import Sequence
 from contextlib import suppress
 from pathlib import Path
@@ -129,6 +132,7 @@ class PackageService:
         if isinstance(data, bytes | bytearray | memoryview):
             blob = bytes(data)
             self._check_size(len(blob), filename)
+            check_archive(io.BytesIO(blob), filename)
             sha = hashlib.sha256(blob).hexdigest()
             rel = f"{PACKAGES_PREFIX}/{sha}/{filename}"
             if not self._store.exists(rel, field=_STAGE_FIELD):
@@ -138,6 +142,8 @@ class PackageService:
         with tempfile.NamedTemporaryFile(dir=self._cache_dir, prefix=TMP_PREFIX) as spool:
             sha = self._copy_hashing(data, spool, filename)
             spool.flush()
+            spool.seek(0)
+            check_archive(spool, filename)
             rel = f"{PACKAGES_PREFIX}/{sha}/{filename}"
             if not self._store.exists(rel, field=_STAGE_FIELD):
                 self._store.put_file(rel, spool.name, field=_STAGE_FIELD)
@@ -309,3 +315,26 @@ class PackageService:
     def clear_cache(self) -> None:
         """Remove every downloaded archive (staged blobs in the store stay)."""
         shutil.rmtree(self._cache_dir, ignore_errors=True)
+
+
+def check_archive(handle: IO[bytes], filename: str) -> None:
+    """Refuse bytes that are not the archive their name promises (a gzip'd tar for
+    ``.tar.gz``/``.tgz``, a zip for ``.zip``/``.whl``), so a bad upload fails at submit with
+    a clear message instead of later inside pip."""
+    try:
+        if filename.endswith((".zip", ".whl")):
+            valid = zipfile.is_zipfile(handle)
+        else:
+            with tarfile.open(fileobj=handle, mode="r:gz") as archive:
+                valid = archive.next() is not None
+    except (tarfile.TarError, OSError, EOFError):
+        valid = False
+    finally:
+        handle.seek(0)
+    if not valid:
+        raise InvalidArgument(
+            f"{_STAGE_FIELD}: {filename!r} is not a valid "
+            f"{'zip' if filename.endswith(('.zip', '.whl')) else 'gzip-compressed tar'} archive; "
+            "upload the sdist or wheel your build produced.",
+            field=_STAGE_FIELD,
+        )
