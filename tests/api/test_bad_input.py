@@ -76,9 +76,20 @@ def test_malformed_bodies_are_400_with_a_reason(
         ({"pythonModul": "trainer.task"}, "trainingInput.pythonModul", "pythonModule"),
         ({"args": "--lines 3"}, "trainingInput.args", "expected a JSON array"),
         ({"jobDir": "../../etc"}, "trainingInput.jobDir", "absolute path"),
+        ({"jobDir": "/tmp/jobs/../../etc"}, "trainingInput.jobDir", "'..' segments"),
+        ({"jobDir": "/tmp/jobs/a\x01b"}, "trainingInput.jobDir", "control characters"),
         ({"packageUris": ["../../etc/passwd.tar.gz"]}, "trainingInput.packageUris[0]", ""),
     ],
-    ids=["int-as-words", "enum-case", "unknown-field", "args-string", "job-dir", "package"],
+    ids=[
+        "int-as-words",
+        "enum-case",
+        "unknown-field",
+        "args-string",
+        "job-dir",
+        "job-dir-dotdot",
+        "job-dir-control",
+        "package",
+    ],
 )
 def test_wrong_types_unknown_fields_and_traversal_name_the_field(
     api: httpx.Client,

@@ -12,6 +12,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from mlengine.artifacts.paths import validate_user_local_path
 from mlengine.domain.errors import Code, FailedPrecondition, InvalidArgument, MlEngineError
 from mlengine.domain.job_filter import parse_job_filter
 from mlengine.domain.names import validate_labels, validate_resource_id
@@ -241,15 +242,15 @@ def _mask_fields(update_mask: str | None) -> set[str]:
 
 
 def _check_job_dir(job_dir: str | None) -> None:
+    """A URI (gs://, s3://, …) is left to the trainer; a server path goes through the one
+    containment check (absolute, no '..', no control characters)."""
     if not job_dir:
         return
-    if "\x00" in job_dir:
-        raise InvalidArgument(
-            "trainingInput.jobDir must not contain NUL bytes.", field="trainingInput.jobDir"
-        )
-    if "://" not in job_dir and not job_dir.startswith("/"):
-        raise InvalidArgument(
-            f"trainingInput.jobDir {job_dir!r} must be an absolute path on the server or a URI "
-            "such as gs://bucket/dir; the CLI makes local paths absolute for you.",
-            field="trainingInput.jobDir",
-        )
+    scheme = job_dir.split("://", 1)[0] if "://" in job_dir else ""
+    if scheme and scheme != "file":
+        if "\x00" in job_dir:
+            raise InvalidArgument(
+                "trainingInput.jobDir must not contain NUL bytes.", field="trainingInput.jobDir"
+            )
+        return
+    validate_user_local_path(job_dir, field="trainingInput.jobDir", must_exist=False)
