@@ -18,7 +18,8 @@ import yaml
 from click.testing import CliRunner
 
 from mlengine.cli.errors import run_cli
-from mlengine.cli.jobs import build_training_job, log_lines, sort_resources
+from mlengine.cli.jobs import log_lines, sort_resources
+from mlengine.cli.jobs_submit import build_training_job
 from mlengine.cli.main import cli
 from mlengine.cli.output import parse_format, render
 from tests.client.test_sdk import (

@@ -38,9 +38,9 @@ from mlengine.executors.local import (
     LocalProcessExecutor,
     Observation,
     decide_end,
-    free_ports,
     run_dir_name,
 )
+from mlengine.executors.local_placement import free_ports
 
 TRAINERS = Path(__file__).resolve().parents[1] / "fixtures" / "executor_trainers"
 SINGLE = plan_for_local_train(distributed=False)

@@ -36,7 +36,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -46,12 +45,23 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import quote
 
-from mlengine.domain.errors import FailedPrecondition, ResourceExhausted
+from mlengine.domain.errors import FailedPrecondition
 from mlengine.domain.machine_types import Resources
 from mlengine.domain.replicas import ReplicaPlan, ReplicaRole
 from mlengine.executors import replica_supervisor as supervisor
 from mlengine.executors.base import LogLine, ReplicaStatus, RunHandle, RunSpec, RunStatus
 from mlengine.executors.cluster_env import ClusterAddresses, replica_environment
+from mlengine.executors.local_placement import (
+    assign_gpus,
+    detect_gpus,
+    free_ports,
+    local_handles,
+    memory_gib,
+    placement_problem,
+    ports_of,
+    resources_doc,
+    resources_of,
+)
 
 #: Where cluster ports are taken from (away from ``local train``'s 27182 and PyTorch's 29500).
 DEFAULT_PORT_RANGE = (27400, 28399)
@@ -116,11 +126,11 @@ class LocalProcessExecutor:
         if self._capacity is None:
             if self._gpu_ids is None:
                 count = self._given_capacity.gpus if self._given_capacity else None
-                self._gpu_ids = list(range(count)) if count is not None else _detect_gpus()
+                self._gpu_ids = list(range(count)) if count is not None else detect_gpus()
             cpus, memory = (
                 (self._given_capacity.cpus, self._given_capacity.memory_gib)
                 if self._given_capacity
-                else (float(os.cpu_count() or 1), _memory_gib())
+                else (float(os.cpu_count() or 1), memory_gib())
             )
             self._capacity = Resources(cpus, memory, len(self._gpu_ids))
         return self._capacity
@@ -144,7 +154,7 @@ class LocalProcessExecutor:
             return False
         if not self._strict:
             return self._within_replica_cap(plan, running, pending)
-        cap, used = self.capacity(), _resources_of(running) + reserved
+        cap, used = self.capacity(), resources_of(running) + reserved
         return used.cpus + need.cpus <= cap.cpus and used.memory_gib + need.memory_gib <= (
             cap.memory_gib
         )
@@ -153,13 +163,15 @@ class LocalProcessExecutor:
         self, plan: ReplicaPlan, running: Sequence[RunHandle], pending: Sequence[ReplicaPlan]
     ) -> bool:
         cap = self._max_replicas or max(4, 2 * int(self.capacity().cpus))
-        busy = sum(len(h.get("replicas", ())) for h in _local(running))
+        busy = sum(len(h.get("replicas", ())) for h in local_handles(running))
         busy += sum(len(p.replicas()) for p in pending)
         return busy == 0 or busy + len(plan.replicas()) <= cap
 
     def _free_gpus(self, running: Iterable[RunHandle]) -> list[int]:
         self.capacity()
-        taken = {g for h in _local(running) for r in h["replicas"] for g in r.get("gpus", ())}
+        taken = {
+            g for h in local_handles(running) for r in h["replicas"] for g in r.get("gpus", ())
+        }
         return [g for g in self._gpu_ids or () if g not in taken]
 
     # -- start ------------------------------------------------------------------------------
@@ -188,9 +200,7 @@ class LocalProcessExecutor:
         members = [r.name for r in plan.replicas() if r.role is not ReplicaRole.EVALUATOR]
         members = members if plan.is_distributed else []
         ports = dict(
-            zip(
-                members, free_ports(len(members), _ports_of(running), self._port_range), strict=True
-            )
+            zip(members, free_ports(len(members), ports_of(running), self._port_range), strict=True)
         )
         run_dir.mkdir(parents=True)
         entries = self._launch(spec, run_dir.resolve(), gpus, ports)
@@ -201,7 +211,7 @@ class LocalProcessExecutor:
             "run_dir": str(run_dir.resolve()),
             "primary": plan.replicas()[0].name,
             "started_at": time.time(),
-            "resources": _resources_doc(plan.total_resources()),
+            "resources": resources_doc(plan.total_resources()),
             "replicas": [entries[r.name].to_json() for r in plan.replicas()],
         }
         supervisor.write_json_atomic(run_dir / HANDLE_FILE, handle, durable=True)
@@ -329,132 +339,6 @@ class LocalProcessExecutor:
         _kill_groups(entries)
         _wait_gone(run_dir, entries, RECORD_SECONDS)
         shutil.rmtree(run_dir, ignore_errors=True)
-
-
-# -- placement ------------------------------------------------------------------------------
-
-
-def placement_problem(plan: ReplicaPlan, capacity: Resources, *, strict: bool) -> str | None:
-    """Why ``plan`` can never run on a machine with ``capacity``, or None."""
-    replicas = plan.replicas()
-    for r in replicas:
-        if r.resources.tpus:
-            return (
-                f"{r.name} ({r.machine_type}) asks for {r.resources.tpus} TPU cores; the local "
-                "executor has no TPUs. Use a CPU or GPU machine type."
-            )
-    biggest = max(replicas, key=lambda r: r.resources.gpus)
-    have = f"this machine has {capacity.gpus}"
-    if biggest.resources.gpus > capacity.gpus:
-        kind = f" {biggest.resources.gpu_type}" if biggest.resources.gpu_type else ""
-        return f"{biggest.name} asks for {biggest.resources.gpus}{kind} GPU(s) but {have}."
-    total = plan.total_resources()
-    if total.gpus > capacity.gpus:
-        parts = ", ".join(f"{r.name} {r.resources.gpus}" for r in replicas if r.resources.gpus)
-        return f"the replicas ask for {total.gpus} GPUs in total ({parts}) but {have}."
-    if strict:
-        cpus = {r.name: r.resources.cpus for r in replicas}
-        memory = {r.name: r.resources.memory_gib for r in replicas}
-        return _strict_problem(cpus, capacity.cpus, "vCPUs") or _strict_problem(
-            memory, capacity.memory_gib, "GiB of memory"
-        )
-    return None
-
-
-def _strict_problem(need: Mapping[str, float], have: float, what: str) -> str | None:
-    biggest = max(need, key=lambda name: need[name])
-    strict = f"this machine has {have:g} (strict placement is on)"
-    if need[biggest] > have:
-        return f"{biggest} asks for {need[biggest]:g} {what} but {strict}."
-    if sum(need.values()) > have:
-        return f"the replicas ask for {sum(need.values()):g} {what} in total but {strict}."
-    return None
-
-
-def assign_gpus(plan: ReplicaPlan, free: Sequence[int]) -> dict[str, list[int]]:
-    """Each replica's devices, lowest free ids first; ResourceExhausted if too few are free."""
-    need = plan.total_resources().gpus
-    if need > len(free):
-        raise ResourceExhausted(
-            f"The run needs {need} GPU(s) but only {len(free)} are free now; wait for a run to end."
-        )
-    pool = sorted(free)
-    out = {}
-    for replica in plan.replicas():
-        count = replica.resources.gpus
-        out[replica.name], pool = pool[:count], pool[count:]
-    return out
-
-
-def free_ports(count: int, reserved: set[int], port_range: tuple[int, int]) -> list[int]:
-    """``count`` ports in ``port_range`` that no running run holds and 127.0.0.1 can bind."""
-    ports: list[int] = []
-    low, high = port_range
-    for port in range(low, high + 1):
-        if len(ports) == count:
-            break
-        if port not in reserved and _bindable(port):
-            ports.append(port)
-    if len(ports) < count:
-        raise ResourceExhausted(
-            f"No {count} free ports in {low}-{high} on 127.0.0.1; wait for a run to end."
-        )
-    return ports
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _detect_gpus() -> list[int]:
-    try:
-        listing = subprocess.run(
-            ["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10, check=True
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    ids = [
-        line.split(":")[0].split()[1] for line in listing.splitlines() if line.startswith("GPU ")
-    ]
-    return [int(i) for i in ids if i.isdigit()]
-
-
-def _memory_gib() -> float:
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemTotal:"):
-                    return round(int(line.split()[1]) / (1 << 20), 2)
-    except OSError:
-        pass
-    return 0.0
-
-
-def _local(running: Iterable[RunHandle]) -> list[RunHandle]:
-    return [h for h in running if h.get("executor") == "local"]
-
-
-def _resources_of(running: Iterable[RunHandle]) -> Resources:
-    total = Resources(0, 0)
-    for handle in _local(running):
-        doc = handle.get("resources") or {}
-        total = total + Resources(float(doc.get("cpus", 0)), float(doc.get("memory_gib", 0)))
-    return total
-
-
-def _resources_doc(resources: Resources) -> dict[str, float]:
-    return {"cpus": resources.cpus, "memory_gib": resources.memory_gib, "gpus": resources.gpus}
-
-
-def _ports_of(running: Iterable[RunHandle]) -> set[int]:
-    return {
-        int(r["port"]) for h in _local(running) for r in h["replicas"] if r.get("port") is not None
-    }
 
 
 # -- the run's records ----------------------------------------------------------------------
