@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO_ROOT
+from tests.processes import wait_dead
 
 PROBE = REPO_ROOT / "tests" / "fixtures" / "probe_trainer" / "trainer"
 
@@ -44,24 +45,6 @@ def mlengine(
 
 def _records(folder: Path) -> dict[str, dict]:
     return {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json")}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
-        return False
-    return state not in ("Z", "X")
-
-
-def _wait_dead(pids: list[int], timeout: float = 10.0) -> list[int]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        alive = [p for p in pids if _alive(p)]
-        if not alive:
-            return []
-        time.sleep(0.1)
-    return [p for p in pids if _alive(p)]
 
 
 def test_single_replica_runs_in_the_package_parent_with_args_intact(tmp_path):
@@ -231,7 +214,7 @@ def test_a_dying_worker_takes_the_group_down_and_is_named(tmp_path):
     assert "[worker-replica-1] worker-1 failing with 7" in result.stderr  # last line kept
     pids = [pid for rec in _records(record).values() for pid in rec["pids"]]
     assert len(pids) == 8
-    assert _wait_dead(pids) == []
+    assert wait_dead(pids) == []
 
 
 def test_ctrl_c_stops_every_replica_and_their_children(tmp_path):
@@ -274,7 +257,7 @@ def test_ctrl_c_stops_every_replica_and_their_children(tmp_path):
     _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130
     assert "Interrupted" in err
-    assert _wait_dead(pids) == []
+    assert wait_dead(pids) == []
 
 
 def test_missing_package_path_is_a_clear_error(tmp_path):

@@ -24,16 +24,9 @@ from tests.api.conftest import (
     training_job,
     wait_for_job,
 )
+from tests.processes import alive
 
 PROJECT = "crash-test"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
-        return False
-    return state not in ("Z", "X")
 
 
 def _supervisor_pids(home: Path) -> list[int]:
@@ -85,7 +78,7 @@ def test_kill_9_loses_nothing_and_runs_nothing_twice(tmp_path, downtime):
 
     first.process.send_signal(signal.SIGKILL)
     first.process.wait()
-    assert all(_alive(pid) for pid in replicas) or downtime > 0  # replicas outlive the server
+    assert all(alive(pid) for pid in replicas) or downtime > 0  # replicas outlive the server
     time.sleep(downtime)
 
     second = start_server_process(home, env=env)
@@ -107,9 +100,9 @@ def test_kill_9_loses_nothing_and_runs_nothing_twice(tmp_path, downtime):
             assert queued["startTime"] >= running["endTime"]  # never ran side by side
         all_pids = replicas + _supervisor_pids(home)
         deadline = time.monotonic() + 15
-        while any(_alive(p) for p in all_pids) and time.monotonic() < deadline:
+        while any(alive(p) for p in all_pids) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert not [p for p in all_pids if _alive(p)], "orphan replica processes"
+        assert not [p for p in all_pids if alive(p)], "orphan replica processes"
         assert all(
             j["state"] in TERMINAL
             for j in client.get(f"/v1/projects/{PROJECT}/jobs").json()["jobs"]

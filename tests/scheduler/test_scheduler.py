@@ -4,21 +4,13 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 from mlengine.domain.machine_types import Resources
 from mlengine.domain.resources import JobState
+from tests.processes import alive
 from tests.scheduler.conftest import PROJECT, build_plane
 
 TERMINAL = JobState.is_terminal
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
-        return False
-    return state not in ("Z", "X")
 
 
 def _messages(plane, job_id, task=None):
@@ -70,7 +62,7 @@ def test_cancel_a_running_job_leaves_no_process(plane, tmp_path):
     job = plane.run_until("long_1", TERMINAL)
     assert job.state is JobState.CANCELLED
     time.sleep(0.5)
-    assert not [p for p in pids if _alive(p)]
+    assert not [p for p in pids if alive(p)]
 
 
 def test_cancel_a_queued_job_ends_it_at_once(plane):
