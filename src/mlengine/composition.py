@@ -44,7 +44,9 @@ def build_runtime(settings: Settings) -> Runtime:
     settings.home.mkdir(parents=True, exist_ok=True)
     store = SqlMetadataStore(settings.database_url)
     artifacts = ArtifactStore(settings.artifact_root)
-    packages = PackageService(artifacts, settings.home / "cache" / "packages")
+    packages = PackageService(
+        artifacts, settings.home / "cache" / "packages", max_bytes=settings.max_package_bytes
+    )
     executor = LocalProcessExecutor(
         settings.runs_dir,
         strict_placement=settings.strict_placement,

@@ -25,6 +25,8 @@ strict_placement        MLENGINE_STRICT_PLACEMENT   false (CPU/memory requests a
 scheduler_interval      MLENGINE_SCHEDULER_INTERVAL ``0.5`` seconds between scheduler ticks
 max_local_replicas      MLENGINE_MAX_LOCAL_REPLICAS replicas running at once on the local
                                                     executor (default ``max(4, 2 × CPUs)``)
+max_request_bytes       MLENGINE_MAX_REQUEST_BYTES  ``10485760``: larger API bodies get 413
+max_package_bytes       MLENGINE_MAX_PACKAGE_BYTES  ``104857600``: largest package upload
 ======================  ==========================  =========================================
 """
 
@@ -42,6 +44,8 @@ DEFAULT_PROJECT = "mlengine"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8570
 DEFAULT_SCHEDULER_INTERVAL = 0.5
+DEFAULT_MAX_REQUEST_BYTES = 10 * 1024 * 1024
+DEFAULT_MAX_PACKAGE_BYTES = 100 * 1024 * 1024
 
 _ENV = {
     "database_url": "MLENGINE_DATABASE_URL",
@@ -57,6 +61,8 @@ _ENV = {
     "strict_placement": "MLENGINE_STRICT_PLACEMENT",
     "scheduler_interval": "MLENGINE_SCHEDULER_INTERVAL",
     "max_local_replicas": "MLENGINE_MAX_LOCAL_REPLICAS",
+    "max_request_bytes": "MLENGINE_MAX_REQUEST_BYTES",
+    "max_package_bytes": "MLENGINE_MAX_PACKAGE_BYTES",
 }
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -79,6 +85,8 @@ class Settings:
     strict_placement: bool = False
     scheduler_interval: float = DEFAULT_SCHEDULER_INTERVAL
     max_local_replicas: int | None = None
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    max_package_bytes: int = DEFAULT_MAX_PACKAGE_BYTES
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -156,7 +164,7 @@ def _coerce(values: dict[str, Any]) -> dict[str, Any]:
     for key in ("insecure", "strict_placement"):
         if isinstance(out.get(key), str):
             out[key] = out[key].strip().lower() in _TRUE
-    for key in ("port", "max_local_replicas"):
+    for key in ("port", "max_local_replicas", "max_request_bytes", "max_package_bytes"):
         if key in out:
             out[key] = int(out[key])
     if "scheduler_interval" in out:

@@ -281,6 +281,34 @@ def test_limits_are_configurable(runtime: Runtime) -> None:
     assert upload.status_code == 413
 
 
+def test_limits_come_from_settings(tmp_path: Path) -> None:
+    """MLENGINE_MAX_REQUEST_BYTES / MLENGINE_MAX_PACKAGE_BYTES reach the app and the service."""
+    settings = Settings.from_env(
+        {
+            "MLENGINE_HOME": str(tmp_path / "h"),
+            "MLENGINE_MAX_REQUEST_BYTES": "100",
+            "MLENGINE_MAX_PACKAGE_BYTES": "1000",
+        }
+    )
+    built = build_runtime(settings)
+    try:
+        app = create_app(built)
+        body = _call(
+            app,
+            "POST",
+            "/v1/projects/p/jobs",
+            content=b"{" + b" " * 200 + b"}",
+            headers={"Content-Type": "application/json"},
+        )
+        upload = _call(
+            app, "POST", "/upload/v1/projects/p/packages?filename=t-0.1.tar.gz", content=b"x" * 2000
+        )
+        assert body.status_code == 413 and "100 bytes limit" in body.json()["error"]["message"]
+        assert upload.status_code == 413
+    finally:
+        built.close()
+
+
 class _Exploding:
     def __getattr__(self, name: str) -> Any:
         def fail(*args: object, **kwargs: object) -> None:

@@ -493,3 +493,41 @@ def test_unknown_job_and_unreachable_server(server: str) -> None:
     assert url in down.stderr and "mlengine server start" in down.stderr
     flag = mlengine(server, "jobs", "list", "--server", url)
     assert flag.returncode == 9 and url in flag.stderr
+
+
+def test_relative_path_args_are_made_absolute_for_a_local_server(
+    server: str, trainer: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "data.csv").write_text("x\n")
+    job_id = new_job_id("paths")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mlengine.cli",
+            "jobs",
+            "submit",
+            "training",
+            job_id,
+            "--module-name",
+            "trainer.task",
+            "--package-path",
+            str(trainer),
+            "--",
+            "--train-files",
+            "data.csv",
+            "--eval-files=data.csv",
+            "--name",
+            "not-a-file",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, "MLENGINE_SERVER": server},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Made relative paths absolute" in done.stderr
+    args = describe(server, job_id)["trainingInput"]["args"]
+    data = str(tmp_path / "data.csv")
+    assert args == ["--train-files", data, f"--eval-files={data}", "--name", "not-a-file"]

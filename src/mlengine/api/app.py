@@ -25,10 +25,10 @@ from mlengine.api.observability import ApiMetrics, RequestMetricsMiddleware, hea
 from mlengine.api.routes_jobs import jobs_router, packages_router
 from mlengine.api.routes_operations import operations_router
 from mlengine.composition import Runtime
-from mlengine.services.packages import DEFAULT_MAX_PACKAGE_BYTES
+from mlengine.config import DEFAULT_MAX_PACKAGE_BYTES, DEFAULT_MAX_REQUEST_BYTES, Settings
 
 #: Largest JSON body of an API call; larger ones get 413 before they are parsed.
-DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+DEFAULT_MAX_BODY_BYTES = DEFAULT_MAX_REQUEST_BYTES
 
 
 @dataclass(frozen=True)
@@ -38,12 +38,16 @@ class ApiLimits:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_upload_bytes: int = DEFAULT_MAX_PACKAGE_BYTES
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ApiLimits:
+        return cls(settings.max_request_bytes, settings.max_package_bytes)
+
 
 def create_app(
     runtime: Runtime, *, limits: ApiLimits | None = None, tokens: BearerTokens | None = None
 ) -> FastAPI:
     """The app over ``runtime``'s services. ``tokens`` default to the runtime's settings."""
-    limits = limits or ApiLimits()
+    limits = limits or ApiLimits.from_settings(runtime.settings)
     tokens = tokens if tokens is not None else BearerTokens.from_settings(runtime.settings)
     app = FastAPI(
         title="mlengine", version=__version__, docs_url=None, redoc_url=None, openapi_url=None

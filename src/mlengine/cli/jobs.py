@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 
@@ -39,6 +40,7 @@ from mlengine.cli.output import (
     print_table,
     render,
 )
+from mlengine.executors.local_training import absolutize_path_args
 
 LIST_COLUMNS = (
     Column("JOB_ID", "jobId"),
@@ -176,6 +178,7 @@ def training(
     body = build_training_job(job, config, flags, list(user_args))
     check_training_job(body, has_packages=bool(package_path or archives))
     client = open_client(ctx)
+    _absolutize_for_local_server(body, client.url)
     uris = upload_packages(client, package_path, archives)
     if uris:
         body["trainingInput"]["packageUris"] = uris
@@ -187,6 +190,22 @@ def training(
         return 0
     final = follow(ctx, job, task_name=None, interval=polling_interval, allow_multiline=False)
     return _report_end(final)
+
+
+def _absolutize_for_local_server(body: dict[str, Any], url: str) -> None:
+    """A server on this machine reads the same disk: relative paths typed here (``--train-files
+    data/adult.data``) are made absolute, since the trainer runs in a folder of the server's."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        return
+    args = body.get("trainingInput", {}).get("args")
+    if args:
+        new, changed = absolutize_path_args(args, Path.cwd(), None)
+        if changed:
+            body["trainingInput"]["args"] = new
+            click.echo(
+                f"Made relative paths absolute for the trainer: {' '.join(changed)}", err=True
+            )
 
 
 def _report_end(job: Mapping[str, Any]) -> int:

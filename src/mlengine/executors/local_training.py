@@ -89,7 +89,7 @@ def check_package(module: str, package_path: Path, *, has_packages: bool) -> Non
 
 
 def absolutize_path_args(
-    args: Sequence[str], invocation_dir: Path, workdir: Path
+    args: Sequence[str], invocation_dir: Path, workdir: Path | None
 ) -> tuple[list[str], list[str]]:
     """Make relative path arguments that exist from ``invocation_dir`` absolute.
 
@@ -97,13 +97,14 @@ def absolutize_path_args(
     ``--train-files data/adult.data`` typed from elsewhere would point nowhere. An argument
     (or the value after ``=``) is rewritten only when it names an existing file or folder
     relative to where the command was typed and does not exist relative to the trainer's
-    working directory. Returns the new args and the rewritten originals.
+    working directory (``workdir`` None: the trainer runs in a folder of the server's, so
+    any existing relative path is rewritten). Returns the new args and the rewritten originals.
     """
     out: list[str] = []
     changed: list[str] = []
     for arg in args:
         prefix, _, value = (
-            arg.rpartition("=") if arg.startswith("--") and "=" in arg else ("", "", arg)
+            arg.partition("=") if arg.startswith("--") and "=" in arg else ("", "", arg)
         )
         candidate = _absolute_if_local(value, invocation_dir, workdir)
         if candidate is None:
@@ -114,14 +115,14 @@ def absolutize_path_args(
     return out, changed
 
 
-def _absolute_if_local(value: str, invocation_dir: Path, workdir: Path) -> str | None:
+def _absolute_if_local(value: str, invocation_dir: Path, workdir: Path | None) -> str | None:
     if not value or value.startswith("-") or os.path.isabs(value) or "://" in value:
         return None
-    if invocation_dir.resolve() == workdir.resolve():
+    if workdir is not None and invocation_dir.resolve() == workdir.resolve():
         return None
     try:
         here = invocation_dir / value
-        if here.exists() and not (workdir / value).exists():
+        if here.exists() and (workdir is None or not (workdir / value).exists()):
             return str(here.resolve())
     except (OSError, ValueError):
         return None

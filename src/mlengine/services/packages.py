@@ -31,6 +31,7 @@ from typing import IO, Any
 
 from mlengine.artifacts.paths import checked_relative_path, validate_user_local_path
 from mlengine.artifacts.store import TMP_PREFIX, ArtifactStore
+from mlengine.config import DEFAULT_MAX_PACKAGE_BYTES
 from mlengine.domain.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -41,7 +42,6 @@ from mlengine.domain.errors import (
 
 PACKAGE_URI_SCHEME = "mlengine-artifacts://"
 PACKAGES_PREFIX = "packages"
-DEFAULT_MAX_PACKAGE_BYTES = 100 * 1024 * 1024
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".zip", ".whl")
 #: fsspec protocols a packageUri may name; plain http(s) is left out so a job cannot make
 #: the server fetch arbitrary URLs.
