@@ -36,11 +36,11 @@ from mlengine.executors.cluster_env import RunIdentity
 from mlengine.executors.local import (
     LOST_EXIT_CODE,
     LocalProcessExecutor,
-    Observation,
     decide_end,
     run_dir_name,
 )
 from mlengine.executors.local_placement import free_ports
+from mlengine.executors.local_processes import Observation
 
 TRAINERS = Path(__file__).resolve().parents[1] / "fixtures" / "executor_trainers"
 SINGLE = plan_for_local_train(distributed=False)

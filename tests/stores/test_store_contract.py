@@ -241,6 +241,39 @@ class TestMetadataStoreContract:
         assert store.jobs_in_states([]) == []
         assert store.jobs_in_states([JobState.FAILED]) == []
 
+    # --- count_jobs_by_state ---------------------------------------------------------
+
+    def test_count_jobs_by_state_names_every_state_even_when_empty(
+        self, store: SqlMetadataStore
+    ) -> None:
+        assert store.count_jobs_by_state() == dict.fromkeys(JobState, 0)
+
+    def test_count_jobs_by_state_spans_projects_and_follows_updates(
+        self, store: SqlMetadataStore
+    ) -> None:
+        for i in range(7):
+            store.create_job(f"p{i % 3}", Job(job_id=f"j{i}", state=JobState.QUEUED))
+        store.create_job("p0", Job(job_id="unset"))  # no state: stored as STATE_UNSPECIFIED
+        store.update_job("p1", "j1", with_state(JobState.RUNNING))
+        store.update_job("p2", "j2", with_state(JobState.RUNNING))
+        store.update_job("p0", "j3", with_state(JobState.SUCCEEDED))
+
+        counts = store.count_jobs_by_state()
+
+        expected = dict.fromkeys(JobState, 0)
+        expected.update(
+            {
+                JobState.QUEUED: 4,
+                JobState.RUNNING: 2,
+                JobState.SUCCEEDED: 1,
+                JobState.STATE_UNSPECIFIED: 1,
+            }
+        )
+        assert counts == expected
+        every_job = store.jobs_in_states(list(JobState))
+        assert sum(counts.values()) == len(every_job) == 8
+        assert all(counts[state] == len(store.jobs_in_states([state])) for state in JobState)
+
     # --- list_jobs -------------------------------------------------------------------
 
     def test_list_is_newest_first_and_scoped_to_the_project(self, store: SqlMetadataStore) -> None:

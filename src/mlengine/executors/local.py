@@ -26,6 +26,8 @@ never blocks for long: it waits at most :data:`SETTLE_SECONDS` for the replicas 
 group but its supervisor (which still records the exit and the last lines), and after
 :data:`RECORD_SECONDS` more, the whole group. A run is reported ``ended`` only when none of
 its processes is left, so the caller may :meth:`~LocalProcessExecutor.cleanup` it at once.
+The processes themselves — spawning, observing, signalling — are
+:mod:`~mlengine.executors.local_processes`.
 """
 
 from __future__ import annotations
@@ -36,8 +38,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -62,6 +62,18 @@ from mlengine.executors.local_placement import (
     resources_doc,
     resources_of,
 )
+from mlengine.executors.local_processes import (
+    Observation,
+    ReplicaEntry,
+    alive,
+    kill_groups,
+    kill_trainers,
+    observe,
+    reap_children,
+    spawn_supervisor,
+    terminate,
+    wait_gone,
+)
 
 #: Where cluster ports are taken from (away from ``local train``'s 27182 and PyTorch's 29500).
 DEFAULT_PORT_RANGE = (27400, 28399)
@@ -83,10 +95,6 @@ MAX_LOG_CHUNK = 1 << 20
 MAX_DIR_NAME = 200
 HANDLE_FILE = "handle.json"
 END_FILE = "run.end"
-
-# Supervisors are children of this server process; finished ones are reaped here so they do
-# not linger as zombies. Process-wide, like the children themselves.
-_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
 class LocalProcessExecutor:
@@ -240,9 +248,9 @@ class LocalProcessExecutor:
                 base=base,
             )
             try:
-                pid, start = _spawn_supervisor(run_dir, replica.name, argv, env, spec.workdir)
+                pid, start = spawn_supervisor(run_dir, replica.name, argv, env, spec.workdir)
             except OSError as exc:
-                _kill_groups(list(entries.values()))
+                kill_groups(list(entries.values()))
                 shutil.rmtree(run_dir, ignore_errors=True)
                 raise FailedPrecondition(
                     f"Cannot start {replica.name} of run {spec.run_id} in {spec.workdir!r}: {exc}"
@@ -256,60 +264,60 @@ class LocalProcessExecutor:
 
     def poll(self, handle: RunHandle) -> RunStatus:
         """Observe the run, apply the group rules, stop survivors once it has ended."""
-        _reap_children()
+        reap_children()
         run_dir, primary, entries = _parse_handle(handle)
         if not run_dir.is_dir():
             return _vanished(run_dir, entries)
-        observations = [_observe(run_dir, e) for e in entries]
+        observations = [observe(run_dir, e) for e in entries]
         end = _read_end(run_dir)
         if end is None:
             decided = decide_end(primary, observations, time.time())
             if decided is None:
                 return _status(observations, None)
             end = _write_end(run_dir, decided)
-            _terminate(run_dir, entries)
-            settled = _wait_gone(run_dir, entries, SETTLE_SECONDS)
+            terminate(run_dir, entries)
+            settled = wait_gone(run_dir, entries, SETTLE_SECONDS)
         else:
             settled = self._finish_teardown(run_dir, entries, end)
         if settled:
-            observations = [_observe(run_dir, e) for e in entries]
+            observations = [observe(run_dir, e) for e in entries]
         return _status(observations, end if settled else None)
 
     def _finish_teardown(self, run_dir: Path, entries: Sequence[ReplicaEntry], end: RunEnd) -> bool:
         """One step of the SIGKILL follow-up; True once nothing of the run is left."""
-        alive = _alive(run_dir, entries)
-        if not alive:
+        left = alive(run_dir, entries)
+        if not left:
             return True
         elapsed = time.time() - end.time
         if elapsed >= self._grace + RECORD_SECONDS:
-            _kill_groups(alive)
+            kill_groups(left)
         elif elapsed >= self._grace:
-            _kill_trainers(alive)
+            kill_trainers(left)
         else:
             return False
-        return _wait_gone(run_dir, alive, SETTLE_SECONDS)
+        return wait_gone(run_dir, left, SETTLE_SECONDS)
 
     def stop(self, handle: RunHandle, *, grace_seconds: float = 5.0) -> RunStatus:
         """SIGTERM every replica (each supervisor relays it to its trainer and the trainer's
         children), wait up to ``grace_seconds``, then SIGKILL them. Idempotent. A run that
         had already ended keeps its verdict; otherwise it ends with exit code 143."""
-        _reap_children()
+        reap_children()
         run_dir, primary, entries = _parse_handle(handle)
         if not run_dir.is_dir():
             return _vanished(run_dir, entries)
         end = _read_end(run_dir)
         if end is None:
-            observations = [_observe(run_dir, e) for e in entries]
+            observations = [observe(run_dir, e) for e in entries]
             decided = decide_end(primary, observations, time.time())
             stopped = RunEnd(STOPPED_EXIT_CODE, None, "The run was stopped.", 0.0)
             end = _write_end(run_dir, decided or stopped)
-        _terminate(run_dir, entries)
-        if not _wait_gone(run_dir, entries, grace_seconds):
-            _kill_trainers(_alive(run_dir, entries))
-            if not _wait_gone(run_dir, entries, RECORD_SECONDS):
-                _kill_groups(entries)
-                _wait_gone(run_dir, entries, RECORD_SECONDS)
-        return _status([_observe(run_dir, e) for e in entries], end)
+        terminate(run_dir, entries)
+        if not wait_gone(run_dir, entries, grace_seconds):
+            kill_trainers(alive(run_dir, entries))
+            if not wait_gone(run_dir, entries, RECORD_SECONDS):
+                kill_groups(entries)
+                wait_gone(run_dir, entries, RECORD_SECONDS)
+        return _status([observe(run_dir, e) for e in entries], end)
 
     def read_logs(
         self, handle: RunHandle, cursor: Mapping[str, Any]
@@ -336,51 +344,12 @@ class LocalProcessExecutor:
         root = self._runs_dir.resolve()
         if root not in run_dir.resolve().parents:
             raise ValueError(f"run directory {run_dir} is not inside {root}; not removing it")
-        _kill_groups(entries)
-        _wait_gone(run_dir, entries, RECORD_SECONDS)
+        kill_groups(entries)
+        wait_gone(run_dir, entries, RECORD_SECONDS)
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
 # -- the run's records ----------------------------------------------------------------------
-
-
-class ReplicaEntry(NamedTuple):
-    """One replica in a handle: its supervisor (pid, start time), GPUs and port."""
-
-    name: str
-    pid: int
-    start: int
-    gpus: tuple[int, ...] = ()
-    port: int | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        doc = self._asdict()
-        doc["gpus"] = list(self.gpus)
-        return doc
-
-    @classmethod
-    def from_json(cls, doc: Mapping[str, Any]) -> ReplicaEntry:
-        port = doc.get("port")
-        return cls(
-            str(doc["name"]),
-            int(doc["pid"]),
-            int(doc["start"]),
-            tuple(int(g) for g in doc.get("gpus", ())),
-            None if port is None else int(port),
-        )
-
-
-class Observation(NamedTuple):
-    """A replica as seen now: running, exited (with its record) or lost (no record, no
-    supervisor)."""
-
-    name: str
-    running: bool
-    exit_code: int | None = None
-    signal: int | None = None
-    cpu_seconds: float = 0.0
-    time: float = 0.0
-    lost: bool = False
 
 
 class RunEnd(NamedTuple):
@@ -453,121 +422,6 @@ def _parse_handle(handle: RunHandle) -> tuple[Path, str, list[ReplicaEntry]]:
     return Path(handle["run_dir"]), str(handle["primary"]), entries
 
 
-def _spawn_supervisor(
-    run_dir: Path, name: str, argv: list[str], env: dict[str, str], cwd: str
-) -> tuple[int, int]:
-    command = [
-        sys.executable,
-        "-I",  # isolated: the trainer's PYTHON* variables and cwd do not reach the supervisor
-        "-S",  # no site-packages: it needs the standard library only, and starts faster
-        supervisor.__file__,
-        *("--run-dir", str(run_dir), "--name", name, "--"),
-        *argv,
-    ]
-    child = subprocess.Popen(
-        command,
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    _CHILDREN[child.pid] = child
-    stat = supervisor.proc_stat(child.pid)  # our child, not reaped yet: /proc still has it
-    return child.pid, stat.start if stat else 0
-
-
-def _reap_children() -> None:
-    for pid, child in list(_CHILDREN.items()):
-        if child.poll() is not None:
-            _CHILDREN.pop(pid, None)
-
-
-def _observe(run_dir: Path, entry: ReplicaEntry) -> Observation:
-    exit_path = run_dir / f"{entry.name}{supervisor.EXIT_SUFFIX}"
-    record = supervisor.read_json(exit_path)
-    if record is None:
-        if _supervising(entry):
-            return Observation(entry.name, True, cpu_seconds=_live_cpu(run_dir, entry))
-        record = supervisor.read_json(exit_path)  # it may have exited since our first look
-    if not isinstance(record, dict):
-        return Observation(entry.name, False, lost=True)
-    return Observation(
-        entry.name,
-        False,
-        int(record["code"]),
-        record.get("signal"),
-        float(record.get("cpu_seconds", 0.0)),
-        float(record.get("time", 0.0)),
-    )
-
-
-def _trainer_of(run_dir: Path, entry: ReplicaEntry) -> supervisor.ProcessRecord | None:
-    return supervisor.read_pid_record(run_dir / f"{entry.name}{supervisor.PID_SUFFIX}")[1]
-
-
-def _live_cpu(run_dir: Path, entry: ReplicaEntry) -> float:
-    trainer = _trainer_of(run_dir, entry)
-    stat = supervisor.proc_stat(trainer.pid) if trainer else None
-    if trainer is None or stat is None or stat.start != trainer.start:
-        return 0.0
-    return stat.cpu_ticks / os.sysconf("SC_CLK_TCK")
-
-
-def _alive(run_dir: Path, entries: Iterable[ReplicaEntry]) -> list[ReplicaEntry]:
-    return [e for e in entries if supervisor.group_alive(e.pid, e.start, _trainer_of(run_dir, e))]
-
-
-def _supervising(entry: ReplicaEntry) -> bool:
-    """Whether the replica's supervisor still runs (same pid *and* start time, no zombie)."""
-    stat = supervisor.proc_stat(entry.pid)
-    return stat is not None and stat.start == entry.start and not stat.dead
-
-
-def _terminate(run_dir: Path, entries: Sequence[ReplicaEntry]) -> None:
-    """SIGTERM through each live supervisor (it relays once); straight to orphaned groups."""
-    for entry in _alive(run_dir, entries):
-        if _supervising(entry):
-            _kill(entry.pid, signal.SIGTERM)
-        else:
-            supervisor.signal_group(entry.pid, entry.start, signal.SIGTERM)
-
-
-def _kill_trainers(entries: Sequence[ReplicaEntry]) -> None:
-    """SIGKILL every process of each group but its live supervisor, which then still records
-    the exit (137) and drains the last lines; orphaned groups are killed whole."""
-    for entry in entries:
-        if _supervising(entry):
-            for pid in supervisor.group_members(entry.pid, exclude=entry.pid):
-                _kill(pid, signal.SIGKILL)
-        else:
-            supervisor.signal_group(entry.pid, entry.start, signal.SIGKILL)
-
-
-def _kill_groups(entries: Sequence[ReplicaEntry]) -> None:
-    for entry in entries:
-        supervisor.signal_group(entry.pid, entry.start, signal.SIGKILL)
-
-
-def _kill(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def _wait_gone(run_dir: Path, entries: Sequence[ReplicaEntry], seconds: float) -> bool:
-    """Wait until no process of ``entries`` is left (True) or ``seconds`` pass (False)."""
-    deadline = time.monotonic() + seconds
-    while True:
-        _reap_children()
-        entries = _alive(run_dir, entries)
-        if not entries or time.monotonic() >= deadline:
-            return not entries
-        time.sleep(0.01)
-
-
 def _read_end(run_dir: Path) -> RunEnd | None:
     document = supervisor.read_json(run_dir / END_FILE)
     return RunEnd.from_json(document) if isinstance(document, dict) else None
@@ -595,8 +449,8 @@ def _discard_partial_start(run_dir: Path) -> None:
         sup, _ = supervisor.read_pid_record(pid_file)
         if sup is not None:
             entries.append(ReplicaEntry(pid_file.stem, sup.pid, sup.start))
-    _kill_groups(entries)
-    _wait_gone(run_dir, entries, RECORD_SECONDS)
+    kill_groups(entries)
+    wait_gone(run_dir, entries, RECORD_SECONDS)
     shutil.rmtree(run_dir, ignore_errors=True)
 
 
@@ -635,7 +489,7 @@ def _status(observations: Sequence[Observation], end: RunEnd | None) -> RunStatu
 
 def _vanished(run_dir: Path, entries: Sequence[ReplicaEntry]) -> RunStatus:
     """The run's directory was removed: kill what is left and report the run lost."""
-    _kill_groups(entries)
+    kill_groups(entries)
     replicas = [ReplicaStatus(e.name, False) for e in entries]
     reason = f"The run's directory {run_dir} is gone; its replicas can no longer be observed."
     return RunStatus(replicas, True, LOST_EXIT_CODE, None, reason)

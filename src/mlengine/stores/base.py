@@ -14,6 +14,9 @@ Contract (every implementation, checked by one shared test suite in ``tests/stor
   aborts the transaction and propagates. Concurrent writers (several threads, or a server
   and a CLI on the same SQLite file) never lose an update.
 * ``job.etag`` changes on every update (the store sets it; callers never do).
+* :meth:`MetadataStore.count_jobs_by_state` counts the jobs of every project by state
+  without reading them: one entry per :class:`JobState`, zero where no job is in it, summing
+  to the number of jobs stored. It is what ``/metrics`` reads on every scrape.
 * **Logs** are append-only per job; each entry gets a ``seq`` strictly increasing within the
   job, so a reader that asks for ``after=<last seq seen>`` never misses or repeats a line.
 * **Operations** (google.longrunning.Operation in wire form) are identified by their full name
@@ -103,6 +106,10 @@ class MetadataStore(Protocol):
 
     def jobs_in_states(self, states: Collection[JobState]) -> list[StoredJob]:
         """Jobs of every project in ``states``, ascending ``seq``."""
+        ...
+
+    def count_jobs_by_state(self) -> dict[JobState, int]:
+        """How many jobs of every project are in each state; every state is a key."""
         ...
 
     def append_logs(self, project: str, job_id: str, entries: Sequence[LogEntry]) -> None: ...

@@ -41,6 +41,7 @@ from mlengine.stores.sql_rows import (
     log_values,
     new_etag,
     runtime_from_json,
+    state_counts,
     stored_job,
 )
 from mlengine.stores.sql_schema import job_log_heads, job_logs, jobs, operations
@@ -183,6 +184,13 @@ class SqlMetadataStore:
         with self._db.transaction(write=False) as connection:
             rows = connection.execute(statement).all()
         return [stored_job(row) for row in rows]
+
+    def count_jobs_by_state(self) -> dict[JobState, int]:
+        # One GROUP BY over the (state, seq) index; no job body is read.
+        statement = select(jobs.c.state, func.count()).group_by(jobs.c.state)
+        with self._db.transaction(write=False) as connection:
+            rows = connection.execute(statement).all()
+        return state_counts(rows)
 
     # --- logs --------------------------------------------------------------------------
 

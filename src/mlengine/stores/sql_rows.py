@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Row
@@ -54,6 +54,14 @@ def stored_job(row: AnyRow) -> StoredJob:
         seq=row.seq,
         runtime=runtime_from_json(row.runtime),
     )
+
+
+def state_counts(rows: Iterable[tuple[str, int]]) -> dict[JobState, int]:
+    """``(state column, count)`` rows → a count for every JobState, zero where none."""
+    counts = dict.fromkeys(JobState, 0)
+    for state, count in rows:
+        counts[JobState(state)] += int(count)
+    return counts
 
 
 def runtime_to_json(runtime: JobRuntime) -> dict[str, Any]:
