@@ -103,13 +103,21 @@ class SchedulerThread:
 
 
 class _StopSignals:
-    """SIGTERM/SIGINT outside uvicorn's own handling (start-up, and after it returns)."""
+    """SIGTERM/SIGINT outside uvicorn's own handling (start-up, and after it returns).
+
+    A signal that lands between building the uvicorn server and uvicorn installing its
+    own handlers is passed on through ``should_exit``, which uvicorn checks after start-up;
+    without that the server would miss the signal and run on.
+    """
 
     def __init__(self) -> None:
         self.requested = False
+        self.server: uvicorn.Server | None = None
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
         self.requested = True
+        if self.server is not None:
+            self.server.should_exit = True
 
     def install(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -136,6 +144,9 @@ def serve(settings: Settings) -> None:
                     timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
                 )
             )
+            stop.server = server
+            if stop.requested:
+                server.should_exit = True
             url = _url_of(settings.host, sock)
             with (
                 SchedulerThread(runtime.scheduler, settings.scheduler_interval),
