@@ -26,6 +26,7 @@ from mlengine.stores.sql import SqlMetadataStore
 from tests.conftest import REPO_ROOT
 
 PROBE = REPO_ROOT / "tests" / "fixtures" / "probe_trainer" / "trainer"
+TUNING = REPO_ROOT / "tests" / "fixtures" / "tuning_trainer" / "trainer"
 PROJECT = "proj"
 
 
@@ -76,13 +77,14 @@ def build_plane(
     package_uri: str | None = None,
     capacity: Resources | None = None,
     strict: bool = False,
+    trainer: Path = PROBE,
 ) -> ControlPlane:
     """Build (or rebuild, after a simulated crash) the control plane over ``root``."""
     store = SqlMetadataStore(f"sqlite:///{root / 'mlengine.db'}")
     artifacts = ArtifactStore(str(root / "artifacts"))
     packages = PackageService(artifacts, root / "cache")
     if package_uri is None:
-        archive = build_package(PROBE, out_dir=root / "dist")
+        archive = build_package(trainer, out_dir=root / "dist")
         package_uri = packages.stage(archive.name, archive.read_bytes())
     executor = LocalProcessExecutor(root / "runs", capacity=capacity, strict_placement=strict)
     preparer = RunPreparer(packages.materialize, root / "envs", root / "work")

@@ -32,7 +32,7 @@ from mlengine.domain.errors import (
 )
 from mlengine.domain.job_filter import JobQuery, parse_job_filter
 from mlengine.domain.resources import Job, JobState, parse_job
-from mlengine.stores.base import JobRuntime, LogEntry, StoredJob
+from mlengine.stores.base import JobRuntime, LogEntry, StoredJob, TrialRun
 from mlengine.stores.sql import SqlMetadataStore
 from mlengine.stores.sql_engine import normalise_url
 from mlengine.stores.sql_schema import metadata
@@ -172,6 +172,17 @@ class TestMetadataStoreContract:
             cancel_requested=True,
             cpu_seconds=12.5,
             notes=("retried after preemption",),
+            trials={
+                "1": TrialRun(run_id="proj/census_1/2/1", active=False, error="exit 3"),
+                "2": TrialRun(
+                    run_id="proj/census_1/2/2",
+                    handle={"executor": "local", "replicas": [{"pid": 7}]},
+                    log_cursor={"master-replica-0": 9},
+                    cpu_seconds=1.5,
+                    metric_time=1764288000.25,
+                    stderr_tail=("a", "b"),
+                ),
+            },
         )
         started = T0 + timedelta(seconds=5)
 

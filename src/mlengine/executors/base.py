@@ -127,6 +127,12 @@ class Executor(Protocol):
         A last line without a newline is returned once the replica has ended."""
         ...
 
+    def read_metrics(self, handle: RunHandle) -> str:
+        """The text of the primary replica's ``CLOUD_ML_HP_METRIC_FILE`` ("" when it wrote
+        none yet): what a tuning trial reported, read while it runs and once it ended (before
+        :meth:`cleanup`)."""
+        ...
+
     def find_run(self, run_id: str) -> RunHandle | None:
         """The handle of a run started with ``run_id``, rebuilt from the executor's own
         records, or None if no replica of it was ever started. Lets a restarted server

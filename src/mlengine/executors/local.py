@@ -338,6 +338,15 @@ class LocalProcessExecutor:
         """The ``CLOUD_ML_HP_METRIC_FILE`` of ``replica``."""
         return Path(handle["run_dir"]) / f"{replica}.metrics"
 
+    def read_metrics(self, handle: RunHandle) -> str:
+        """The primary's metric file ("" if it has not written one). Undecodable bytes (a
+        half-written multi-byte character) are replaced; the parser skips such lines."""
+        _, primary, _ = _parse_handle(handle)
+        try:
+            return self.metric_file(handle, primary).read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+
     def cleanup(self, handle: RunHandle) -> None:
         """Kill anything left of the run and remove its directory. Idempotent."""
         run_dir, _, entries = _parse_handle(handle)

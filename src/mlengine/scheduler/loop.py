@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import logging
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -26,10 +25,13 @@ from datetime import datetime, timedelta
 from mlengine.domain.durations import format_duration
 from mlengine.domain.errors import MlEngineError
 from mlengine.domain.replicas import ReplicaPlan
-from mlengine.domain.resources import Job, JobState, TrainingOutput
+from mlengine.domain.resources import JobState
 from mlengine.domain.training_plans import plan_for_training_input
-from mlengine.executors.base import Executor, LogLine, RunHandle, RunSpec, RunStatus
+from mlengine.executors.base import Executor, RunHandle, RunSpec, RunStatus
 from mlengine.executors.cluster_env import RunIdentity
+from mlengine.scheduler.records import line_severity as line_severity
+from mlengine.scheduler.records import log_entry, with_units
+from mlengine.scheduler.tuning import TuningRunner, active_handles, is_tuning_job
 from mlengine.services.jobs import queue_order, utc_now
 from mlengine.services.run_preparation import PreparedRun, RunPreparer
 from mlengine.stores.base import LogEntry, MetadataStore, StoredJob
@@ -71,6 +73,9 @@ class Scheduler:
             else None
         )
         self._preparing: dict[_Key, cf.Future[PreparedRun]] = {}
+        self._tuning = TuningRunner(
+            store, executor, clock=clock, base_env=self._base_env, log=self._log
+        )
 
     def close(self) -> None:
         if self._pool is not None:
@@ -98,6 +103,8 @@ class Scheduler:
         state = stored.state
         if state is JobState.CANCELLING:
             self._finish_cancel(stored)
+        elif state is JobState.RUNNING and is_tuning_job(stored):
+            self._watch_tuning(stored)
         elif state is JobState.RUNNING:
             self._watch(stored)
         elif state is JobState.PREPARING:
@@ -134,7 +141,8 @@ class Scheduler:
 
     def _running_handles(self) -> list[RunHandle]:
         rows = self._store.jobs_in_states([JobState.RUNNING, JobState.CANCELLING])
-        return [handle for handle in map(_handle, rows) if handle is not None]
+        handles = [handle for handle in map(_handle, rows) if handle is not None]
+        return handles + [h for row in rows for h in active_handles(row)]
 
     def _note_waiting(self, stored: StoredJob) -> None:
         note = "waiting for resources"
@@ -200,6 +208,11 @@ class Scheduler:
     def _start(self, stored: StoredJob, prepared: PreparedRun) -> None:
         plan = _plan(stored)
         run_id = f"{stored.project}/{stored.job_id}/{stored.runtime.attempt}"
+        if is_tuning_job(stored):
+            started = self._tuning.begin(stored, run_id, prepared.python, prepared.workdir)
+            if started.state is JobState.RUNNING:
+                self._guard(started, self._watch_tuning)
+            return
         # Record the run id first: after a crash between start() and the next write, the
         # executor can find the run by id and nothing is started twice.
         stored = self._update(
@@ -287,17 +300,29 @@ class Scheduler:
                 f"Job cancelled: it ran longer than scheduling.maxRunningTime ({limit}).",
             )
 
+    def _watch_tuning(self, stored: StoredJob) -> None:
+        if self._running_too_long(stored):
+            limit = format_duration(_max_running(stored))
+            reason = f"Job cancelled: it ran longer than scheduling.maxRunningTime ({limit})."
+            self._end(stored, None, None, JobState.CANCELLED, reason)
+            return
+        outcome = self._tuning.advance(stored, self._running_handles())
+        if outcome is not None:
+            state, message = outcome
+            current = self._store.get_job(stored.project, stored.job_id)
+            self._end(current, None, None, state, message)
+
     def _ship_logs(self, stored: StoredJob, handle: RunHandle, status: RunStatus) -> StoredJob:
         lines, cursor = self._executor.read_logs(handle, stored.runtime.log_cursor)
         if lines:
-            self._store.append_logs(stored.project, stored.job_id, [_entry(x) for x in lines])
+            self._store.append_logs(stored.project, stored.job_id, [log_entry(x) for x in lines])
         cpu = max(status.cpu_seconds, stored.runtime.cpu_seconds)
         if not lines and cpu == stored.runtime.cpu_seconds:
             return stored
 
         def change(s: StoredJob) -> StoredJob:
             runtime = replace(s.runtime, log_cursor=dict(cursor), cpu_seconds=cpu)
-            return replace(s, job=_with_units(s.job, cpu), runtime=runtime)
+            return replace(s, job=with_units(s.job, cpu), runtime=runtime)
 
         return self._update(stored, change)
 
@@ -372,6 +397,10 @@ class Scheduler:
         state: JobState,
         message: str | None,
     ) -> None:
+        if stored.runtime.trials and any(t.active for t in stored.runtime.trials.values()):
+            reason = message or f"the job ended ({state.value})"
+            stored = self._tuning.stop_all(stored, reason.splitlines()[0])
+        self._tuning.forget(stored)
         now = self._clock()
         cpu = max(status.cpu_seconds if status else 0.0, stored.runtime.cpu_seconds)
 
@@ -379,7 +408,7 @@ class Scheduler:
             if s.state.is_terminal():
                 return s
             update: dict[str, object] = {"state": state, "end_time": now, "error_message": message}
-            job = _with_units(s.job.model_copy(update=update), cpu)
+            job = with_units(s.job.model_copy(update=update), cpu)
             return replace(s, job=job, runtime=replace(s.runtime, cpu_seconds=cpu))
 
         ended = self._update(stored, change)
@@ -395,8 +424,20 @@ class Scheduler:
     def _update(self, stored: StoredJob, change: Callable[[StoredJob], StoredJob]) -> StoredJob:
         return self._store.update_job(stored.project, stored.job_id, change)
 
-    def _log(self, stored: StoredJob, message: str, severity: str = "INFO") -> None:
-        entry = LogEntry(time=self._clock(), task_name=SERVICE, message=message, severity=severity)
+    def _log(
+        self,
+        stored: StoredJob,
+        message: str,
+        severity: str = "INFO",
+        trial_id: str | None = None,
+    ) -> None:
+        entry = LogEntry(
+            time=self._clock(),
+            task_name=SERVICE,
+            message=message,
+            severity=severity,
+            trial_id=trial_id,
+        )
         self._store.append_logs(stored.project, stored.job_id, [entry])
 
 
@@ -410,35 +451,6 @@ def _handle(stored: StoredJob) -> RunHandle | None:
     run = stored.runtime.run or {}
     handle = run.get("handle")
     return handle if isinstance(handle, dict) and handle else None
-
-
-def _entry(line: LogLine) -> LogEntry:
-    return LogEntry(
-        time=line.time,
-        task_name=line.replica,
-        message=line.message,
-        stream=line.stream,
-        severity=line_severity(line.message, line.stream),
-    )
-
-
-_LEVEL = re.compile(r"\b(DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL|FATAL)\b")
-_SEVERITY = {"WARN": "WARNING", "FATAL": "CRITICAL"}
-
-
-def line_severity(message: str, stream: str) -> str:
-    """A line's severity: the level a logging library wrote near its start (Python's logging
-    prints INFO records on stderr), else ERROR for stderr and INFO for stdout."""
-    match = _LEVEL.search(message[:64])
-    if match:
-        return _SEVERITY.get(match.group(1), match.group(1))
-    return "ERROR" if stream == "stderr" else "INFO"
-
-
-def _with_units(job: Job, cpu_seconds: float) -> Job:
-    output = job.training_output or TrainingOutput()
-    output = output.model_copy(update={"consumed_ml_units": round(cpu_seconds / 3600.0, 6)})
-    return job.model_copy(update={"training_output": output})
 
 
 def _max_running(stored: StoredJob) -> timedelta:

@@ -13,7 +13,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mlengine.artifacts.paths import validate_user_local_path
-from mlengine.domain.errors import Code, FailedPrecondition, InvalidArgument, MlEngineError
+from mlengine.domain.errors import (
+    Code,
+    FailedPrecondition,
+    InvalidArgument,
+    MlEngineError,
+    NotFound,
+)
 from mlengine.domain.job_filter import parse_job_filter
 from mlengine.domain.names import validate_labels, validate_resource_id
 from mlengine.domain.resources import Job, JobState, parse_job
@@ -62,11 +68,11 @@ class JobService:
         UNIMPLEMENTED for kinds of job this release cannot run yet.
         """
         job = validate_job(parse_job(body).without_output_only())
-        self._check_runnable(job)
+        self._check_runnable(project, job)
         queued = job.model_copy(update={"state": JobState.QUEUED, "create_time": self._clock()})
         return self._store.create_job(project, queued).job
 
-    def _check_runnable(self, job: Job) -> None:
+    def _check_runnable(self, project: str, job: Job) -> None:
         if job.prediction_input is not None:
             raise MlEngineError(
                 "Batch prediction jobs (predictionInput) are not supported by this release yet; "
@@ -77,12 +83,7 @@ class JobService:
         ti = job.training_input
         assert ti is not None  # validate_job guarantees one of the two inputs
         if ti.hyperparameters is not None:
-            raise MlEngineError(
-                "Hyperparameter tuning jobs are not supported by this release yet; remove "
-                "trainingInput.hyperparameters to run a single training job.",
-                field="trainingInput.hyperparameters",
-                code=Code.UNIMPLEMENTED,
-            )
+            self._check_resume(project, ti.hyperparameters.resume_previous_job_id)
         if ti.master_config is not None and ti.master_config.image_uri:
             raise MlEngineError(
                 "Custom containers (masterConfig.imageUri) are not supported by the local "
@@ -100,6 +101,33 @@ class JobService:
         _check_job_dir(ti.job_dir)
         if self._check_packages is not None:
             self._check_packages(ti.package_uris)
+
+    def _check_resume(self, project: str, previous_id: str | None) -> None:
+        """``resumePreviousJobId`` must name a finished tuning job of the same project."""
+        if not previous_id:
+            return
+        field = "trainingInput.hyperparameters.resumePreviousJobId"
+        try:
+            previous = self._store.get_job(project, previous_id)
+        except NotFound:
+            raise InvalidArgument(
+                f"'{field}' names job {previous_id!r}, which does not exist in project "
+                f"{project!r}; give the id of an earlier hyperparameter tuning job.",
+                field=field,
+            ) from None
+        ti = previous.job.training_input
+        if ti is None or ti.hyperparameters is None:
+            raise InvalidArgument(
+                f"'{field}': job {previous_id!r} is not a hyperparameter tuning job, so there "
+                "are no trials to resume from.",
+                field=field,
+            )
+        if not previous.state.is_terminal():
+            raise FailedPrecondition(
+                f"'{field}': job {previous_id!r} is still {previous.state.value}; resume from "
+                "it once it has finished (or cancel it first).",
+                field=field,
+            )
 
     def get(self, project: str, job_id: str) -> Job:
         """The job, with ``jobPosition`` filled in while it is QUEUED."""

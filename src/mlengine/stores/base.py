@@ -38,6 +38,28 @@ from mlengine.domain.resources import Job, JobState
 
 
 @dataclass(frozen=True)
+class TrialRun:
+    """Scheduler bookkeeping for one trial of a tuning job (its API view is in
+    ``trainingOutput.trials``).
+
+    ``run_id`` is recorded before the trial's replicas start (so a restart finds or starts
+    it, never both); ``handle`` once they have; ``active`` until the run has ended and its
+    logs and metrics were read. ``metric_time`` is the timestamp of the last metric record
+    taken from the trial's metric file (the file keeps only recent records);
+    ``stderr_tail`` the last lines its primary printed on stderr; ``error`` why it failed.
+    """
+
+    run_id: str
+    handle: Mapping[str, Any] | None = None
+    active: bool = True
+    log_cursor: Mapping[str, Any] = field(default_factory=dict)
+    cpu_seconds: float = 0.0
+    metric_time: float = 0.0
+    stderr_tail: Sequence[str] = ()
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class JobRuntime:
     """Scheduler bookkeeping for a job, never shown through the API.
 
@@ -45,6 +67,8 @@ class JobRuntime:
     ``log_cursor`` is the executor's read position in that run's output; ``python`` the
     interpreter prepared for the run; ``cancel_requested`` is set by jobs.cancel and acted on
     by the scheduler; ``cpu_seconds`` accumulates consumed CPU time (→ consumedMLUnits).
+    A tuning job's ``run`` holds its prepared working folder and ``trials`` its trials' runs,
+    keyed by trial id.
     """
 
     attempt: int = 0
@@ -54,6 +78,7 @@ class JobRuntime:
     cancel_requested: bool = False
     cpu_seconds: float = 0.0
     notes: Sequence[str] = ()
+    trials: Mapping[str, TrialRun] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from sqlalchemy import Row
 
 from mlengine.domain.errors import Internal, InvalidArgument
 from mlengine.domain.resources import Job, JobState
-from mlengine.stores.base import JobRuntime, LogEntry, StoredJob
+from mlengine.stores.base import JobRuntime, LogEntry, StoredJob, TrialRun
 
 _ETAG_BYTES = 9
 #: A result row of any shape (SQLAlchemy types rows by their column types).
@@ -73,7 +73,34 @@ def runtime_to_json(runtime: JobRuntime) -> dict[str, Any]:
         "cancelRequested": runtime.cancel_requested,
         "cpuSeconds": runtime.cpu_seconds,
         "notes": list(runtime.notes),
+        "trials": {key: _trial_to_json(trial) for key, trial in runtime.trials.items()},
     }
+
+
+def _trial_to_json(trial: TrialRun) -> dict[str, Any]:
+    return {
+        "runId": trial.run_id,
+        "handle": None if trial.handle is None else dict(trial.handle),
+        "active": trial.active,
+        "logCursor": dict(trial.log_cursor),
+        "cpuSeconds": trial.cpu_seconds,
+        "metricTime": trial.metric_time,
+        "stderrTail": list(trial.stderr_tail),
+        "error": trial.error,
+    }
+
+
+def _trial_from_json(data: Mapping[str, Any]) -> TrialRun:
+    return TrialRun(
+        run_id=str(data["runId"]),
+        handle=data.get("handle"),
+        active=bool(data.get("active", True)),
+        log_cursor=data.get("logCursor") or {},
+        cpu_seconds=float(data.get("cpuSeconds", 0.0)),
+        metric_time=float(data.get("metricTime", 0.0)),
+        stderr_tail=tuple(data.get("stderrTail") or ()),
+        error=data.get("error"),
+    )
 
 
 def runtime_from_json(data: Mapping[str, Any]) -> JobRuntime:
@@ -86,6 +113,7 @@ def runtime_from_json(data: Mapping[str, Any]) -> JobRuntime:
         cancel_requested=bool(data.get("cancelRequested", False)),
         cpu_seconds=float(data.get("cpuSeconds", 0.0)),
         notes=tuple(data.get("notes") or ()),
+        trials={str(k): _trial_from_json(v) for k, v in (data.get("trials") or {}).items()},
     )
 
 
