@@ -50,7 +50,12 @@ def submit(plane: ControlPlane, job_id: str, args: list[str], spec: dict, **trai
 
 
 def records(folder: Path) -> dict[str, dict]:
-    return {p.stem.split("-", 1)[1]: json.loads(p.read_text()) for p in folder.glob("trial-*.json")}
+    """The primary replica's record of each trial, by trial id."""
+    return {
+        p.stem.split("-", 1)[1]: json.loads(p.read_text())
+        for p in folder.glob("trial-*.json")
+        if p.stem.count("-") == 1
+    }
 
 
 def max_overlap(intervals: list[tuple[float, float]]) -> int:
@@ -103,6 +108,22 @@ def test_random_search_runs_every_trial_with_its_flags_and_environment(tplane, t
     tagged = {e.trial_id for e in logs if e.message.startswith("trial ")}
     assert tagged == {"1", "2", "3", "4"}
     assert job.training_output.consumed_ml_units > 0
+
+
+def test_each_trial_can_be_a_distributed_run(tplane, tmp_path):
+    rec = tmp_path / "rec"
+    spec = {"maxTrials": 2, "algorithm": "RANDOM_SEARCH", "params": [X]}
+    cluster = {"scaleTier": "CUSTOM", "masterType": "n1-standard-4", "workerType": "n1-standard-4"}
+    submit(tplane, "dist_1", ["--record", str(rec)], spec, workerCount=1, **cluster)
+    job = tplane.run_until("dist_1", TERMINAL, timeout=120)
+    assert job.state is JobState.SUCCEEDED, job.error_message
+    for trial in job.training_output.trials:
+        assert trial.final_metric.objective_value == pytest.approx(objective(trial.hyperparameters))
+        worker = json.loads((rec / f"trial-{trial.trial_id}-worker-0.json").read_text())
+        config = json.loads(worker["env"]["TF_CONFIG"])
+        assert config["task"] == {"type": "worker", "index": 0, "trial": trial.trial_id}
+        assert set(config["cluster"]) == {"master", "worker"}
+        assert worker["env"]["CLOUD_ML_TRIAL_ID"] == trial.trial_id
 
 
 def test_bayesian_default_with_the_mlengine_reporter_and_a_custom_tag(tplane):
