@@ -89,6 +89,8 @@ class Study:
             if params is None:
                 continue
             value = trial.final_metric.objective_value if trial.final_metric else None
+            if trial.state is JobState.FAILED:
+                value = None
             usable = value is not None and math.isfinite(value)
             out.append(Trial(params, float(value) if usable and value is not None else None))
         return out
@@ -150,16 +152,22 @@ def merge_metrics(
     since: float,
 ) -> tuple[list[HyperparameterMetric], float]:
     """``current`` plus the records of ``tag`` newer than ``since`` (a timestamp), and the
-    newest timestamp seen.
+    newest timestamp seen. (A record stamped exactly ``since`` is new when its step and value
+    are not among the latest ``current`` points.)
 
     Metric files keep a bounded history (the ``hypertune`` package rewrites its last 100
     records), so records are taken by timestamp, never by position. Beyond
     :data:`MAX_CURVE_POINTS` points every other older point is dropped (the first and the
     newest ones stay).
     """
-    fresh = sorted(
-        (r for r in records if r.tag == tag and r.timestamp > since), key=lambda r: r.timestamp
-    )
+    tagged = [r for r in records if r.tag == tag]
+    fresh = sorted((r for r in tagged if r.timestamp > since), key=lambda r: r.timestamp)
+    # Records stamped exactly ``since`` were taken before unless they are not among the
+    # latest points (two reports within one clock tick, the second read later).
+    same = [r for r in tagged if r.timestamp == since]
+    if same:
+        tail = {(m.training_step, m.objective_value) for m in current[-len(same) :]}
+        fresh = [r for r in same if (r.step, r.value) not in tail] + fresh
     if not fresh:
         return list(current), since
     merged = list(current) + [
