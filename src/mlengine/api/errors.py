@@ -28,10 +28,10 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mlengine.api.rendering import json_response, pretty_print_of
+from mlengine.domain.errors import BAD_REQUEST_TYPE as BAD_REQUEST_TYPE
 from mlengine.domain.errors import Code, InvalidArgument, MlEngineError
 
 LOG = logging.getLogger(__name__)
-BAD_REQUEST_TYPE = "type.googleapis.com/google.rpc.BadRequest"
 METHOD_NOT_ALLOWED = 405
 #: RFC 6750 challenge sent with every 401. The realm is not optional in practice: httplib2
 #: (under the official Google client) cannot parse a bare ``Bearer`` and raises instead of
@@ -45,11 +45,7 @@ INTERNAL_MESSAGE = (
 
 def error_envelope(exc: MlEngineError) -> dict[str, Any]:
     """The ``{"error": {...}}`` body of ``exc``, with a BadRequest detail when it names a field."""
-    status: dict[str, Any] = dict(exc.to_status())
-    if exc.field:
-        violation = {"field": exc.field, "description": exc.message}
-        status["details"] = [{"@type": BAD_REQUEST_TYPE, "fieldViolations": [violation]}]
-    return {"error": status}
+    return exc.envelope()
 
 
 def error_response(

@@ -21,6 +21,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+#: The ``@type`` of the detail that names the field at fault.
+BAD_REQUEST_TYPE = "type.googleapis.com/google.rpc.BadRequest"
+
 
 class Code(StrEnum):
     """Canonical google.rpc codes used by the v1 API."""
@@ -113,6 +116,15 @@ class MlEngineError(Exception):
             "message": self.message,
             "status": self.code.value,
         }
+
+    def envelope(self) -> dict[str, object]:
+        """The Google JSON error body ``{"error": {...}}``, with a BadRequest detail naming
+        the field when there is one."""
+        status: dict[str, object] = self.to_status()
+        if self.field:
+            violation = {"field": self.field, "description": self.message}
+            status["details"] = [{"@type": BAD_REQUEST_TYPE, "fieldViolations": [violation]}]
+        return {"error": status}
 
     def __str__(self) -> str:
         return self.message
