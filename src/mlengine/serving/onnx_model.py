@@ -16,6 +16,13 @@ instances of one request use one form.
 
 ``mlengine.input_defaults`` (string metadata property) is a JSON object mapping input names to
 the value used for an absent field; ``null`` means NaN for float inputs (``""`` for strings).
+
+Outputs: one object per instance keyed by output name, even for a single output. Request
+keys other than ``instances`` (``signature_name`` included) are ignored.
+
+Probe: ``input_example.json``, else one object built from the input metadata — ``0`` (or
+``""``, ``false``) in each input's per-instance shape — when every input's shape beyond the
+batch dimension is fixed; else none.
 """
 
 from __future__ import annotations
@@ -25,12 +32,15 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from mlengine.domain.errors import Internal, InvalidArgument
+from mlengine.domain.errors import FailedPrecondition, Internal, InvalidArgument
+from mlengine.serving.dependencies import import_framework
+from mlengine.serving.instances import filled_value, read_input_example
 
 DEFAULTS_KEY = "mlengine.input_defaults"
 MODEL_FILE = "model.onnx"
@@ -124,8 +134,11 @@ def _input_specs(session: Any, defaults: Mapping[str, Any], path: str) -> tuple[
 class OnnxModel:
     """A loaded ONNX model that predicts JSON instances (see the module docstring).
 
-    Thread-safe: onnxruntime sessions may run concurrently.
+    Meets :class:`mlengine.serving.predictor.Predictor`. Thread-safe: onnxruntime sessions
+    may run concurrently.
     """
+
+    framework = "ONNX"
 
     def __init__(self, session: Any, inputs: Sequence[InputSpec], path: str = "") -> None:
         self._session = session
@@ -138,27 +151,68 @@ class OnnxModel:
         """Load ``model_dir`` (a directory holding ``model.onnx``, or the file itself).
 
         Raises :class:`InvalidArgument` (field ``deploymentUri``) when no model file is found
-        or onnxruntime cannot load it.
+        or onnxruntime cannot load it. (:func:`~mlengine.serving.predictor.load_predictor`
+        uses :meth:`from_file`, which reports an unloadable file as FailedPrecondition, as
+        every framework loader does.)
         """
-        import onnxruntime
-
         path = _find_model_file(model_dir)
+        try:
+            return cls.from_file(Path(path), intra_op_threads=intra_op_threads)
+        except FailedPrecondition as exc:
+            raise InvalidArgument(exc.message, field="deploymentUri") from exc
+
+    @classmethod
+    def from_file(cls, path: Path, *, intra_op_threads: int = 1) -> OnnxModel:
+        """Load the ONNX file ``path``.
+
+        Raises :class:`FailedPrecondition` (field ``deploymentUri``) when onnxruntime is not
+        installed or cannot load the file, or the model has an input type JSON cannot feed.
+        """
+        onnxruntime = import_framework("onnxruntime", needed_for=f"{path.name} (ONNX)")
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = intra_op_threads
         options.inter_op_num_threads = 1
         try:
             session = onnxruntime.InferenceSession(
-                path, options, providers=["CPUExecutionProvider"]
+                str(path), options, providers=["CPUExecutionProvider"]
             )
         except Exception as exc:  # onnxruntime raises several unrelated exception types
-            raise InvalidArgument(
+            raise FailedPrecondition(
                 f"{path} is not a loadable ONNX model: {exc}", field="deploymentUri"
             ) from exc
         metadata = session.get_modelmeta().custom_metadata_map
-        return cls(session, _input_specs(session, _read_defaults(metadata, path), path), path)
+        try:
+            specs = _input_specs(session, _read_defaults(metadata, str(path)), str(path))
+        except InvalidArgument as exc:
+            raise FailedPrecondition(exc.message, field="deploymentUri") from exc
+        return cls(session, specs, str(path))
 
-    def predict(self, instances: list[Any]) -> list[dict[str, Any]]:
+    @property
+    def model_dir(self) -> Path:
+        """The directory of the model file (where ``input_example.json`` may be)."""
+        return Path(self.path).parent
+
+    def probe_instances(self) -> list[Any] | None:
+        """``input_example.json``, else one instance from the input metadata, else ``None``."""
+        example = read_input_example(self.model_dir) if self.path else None
+        if example is not None:
+            return example
+        instance: dict[str, Any] = {}
+        for spec in self.inputs:
+            if not spec.shape:  # no shape recorded: nothing to build from
+                return None
+            batch, dims = spec.shape[0], spec.shape[1:]
+            fixed = [d for d in dims if isinstance(d, int) and d > 0]
+            if len(fixed) != len(dims) or (isinstance(batch, int) and batch > 1):
+                return None
+            fill: Any = "" if spec.is_string else spec.dtype.type(0).item()
+            instance[spec.name] = filled_value(fixed, fill)
+        return [instance]
+
+    def predict(self, instances: list[Any], **kwargs: Any) -> list[dict[str, Any]]:
         """One dict ``{output name: JSON-ready value}`` per instance, in order.
+
+        ``kwargs`` (the request's other top-level keys) are ignored.
 
         Raises :class:`InvalidArgument` naming the instance index and field of a bad instance,
         or (field ``instances``) when the model rejects the batch.
