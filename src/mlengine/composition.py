@@ -13,11 +13,15 @@ from dataclasses import dataclass
 from mlengine.artifacts.store import ArtifactStore
 from mlengine.config import Settings
 from mlengine.executors.local import LocalProcessExecutor
+from mlengine.scheduler.deployer import ModelChecker, VersionDeployer
 from mlengine.scheduler.loop import Scheduler
 from mlengine.services.jobs import JobService
+from mlengine.services.models import ModelService
 from mlengine.services.operations import OperationService
 from mlengine.services.packages import PackageService
 from mlengine.services.run_preparation import RunPreparer
+from mlengine.services.version_files import VersionFiles
+from mlengine.serving.check_version import SubprocessModelChecker, check_by_file_names
 from mlengine.stores.sql import SqlMetadataStore
 
 
@@ -33,9 +37,12 @@ class Runtime:
     jobs: JobService
     operations: OperationService
     scheduler: Scheduler
+    models: ModelService
+    deployer: VersionDeployer
 
     def close(self) -> None:
         self.scheduler.close()
+        self.deployer.close()
         self.store.close()
 
 
@@ -55,6 +62,8 @@ def build_runtime(settings: Settings) -> Runtime:
     preparer = RunPreparer(packages.materialize, settings.environments_dir, settings.home / "work")
     jobs = JobService(store, check_packages=packages.check)
     scheduler = Scheduler(store, executor, preparer, base_env=_replica_base_env())
+    files = VersionFiles(artifacts, settings.home / "work" / "deploy")
+    deployer = VersionDeployer(store, files, _model_checker(settings))
     return Runtime(
         settings=settings,
         store=store,
@@ -64,7 +73,17 @@ def build_runtime(settings: Settings) -> Runtime:
         jobs=jobs,
         operations=OperationService(store),
         scheduler=scheduler,
+        models=ModelService(store, files),
+        deployer=deployer,
     )
+
+
+def _model_checker(settings: Settings) -> ModelChecker:
+    """How versions are validated: load them in a subprocess (the default), or — only for
+    tests while no predictor is installed — detect the framework from file names."""
+    if settings.model_check == "files":
+        return check_by_file_names
+    return SubprocessModelChecker(env=_replica_base_env())
 
 
 def _replica_base_env() -> dict[str, str]:

@@ -27,6 +27,10 @@ max_local_replicas      MLENGINE_MAX_LOCAL_REPLICAS replicas running at once on 
                                                     executor (default ``max(4, 2 × CPUs)``)
 max_request_bytes       MLENGINE_MAX_REQUEST_BYTES  ``10485760``: larger API bodies get 413
 max_package_bytes       MLENGINE_MAX_PACKAGE_BYTES  ``104857600``: largest package upload
+model_check             MLENGINE_MODEL_CHECK        ``load``: versions are validated by
+                                                    loading them in a subprocess; ``files``
+                                                    (TEST-ONLY) detects the framework from
+                                                    file names without loading anything
 ======================  ==========================  =========================================
 """
 
@@ -46,6 +50,8 @@ DEFAULT_PORT = 8570
 DEFAULT_SCHEDULER_INTERVAL = 0.5
 DEFAULT_MAX_REQUEST_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_PACKAGE_BYTES = 100 * 1024 * 1024
+#: How versions are validated before they become READY (see ``model_check`` above).
+MODEL_CHECKS = ("load", "files")
 
 _ENV = {
     "database_url": "MLENGINE_DATABASE_URL",
@@ -63,6 +69,7 @@ _ENV = {
     "max_local_replicas": "MLENGINE_MAX_LOCAL_REPLICAS",
     "max_request_bytes": "MLENGINE_MAX_REQUEST_BYTES",
     "max_package_bytes": "MLENGINE_MAX_PACKAGE_BYTES",
+    "model_check": "MLENGINE_MODEL_CHECK",
 }
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -87,8 +94,13 @@ class Settings:
     max_local_replicas: int | None = None
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     max_package_bytes: int = DEFAULT_MAX_PACKAGE_BYTES
+    model_check: str = MODEL_CHECKS[0]
 
     def __post_init__(self) -> None:
+        if self.model_check not in MODEL_CHECKS:
+            raise ValueError(
+                f"model_check must be one of {', '.join(MODEL_CHECKS)}, not {self.model_check!r}"
+            )
         if not self.database_url:
             object.__setattr__(self, "database_url", f"sqlite:///{self.home / 'mlengine.db'}")
         if not self.artifact_root:

@@ -10,7 +10,8 @@ Start-up, in order (any failure exits with ``ERROR: (CODE) message`` and a non-z
 2. take ``$MLENGINE_HOME/server.lock`` — one server per home, since two schedulers on one
    database would run jobs twice (the lock dies with the process, ``kill -9`` included);
 3. bind the socket (port 0 picks a free port), build the runtime, write the state file;
-4. serve; a thread calls ``runtime.scheduler.tick()`` every ``scheduler_interval`` seconds.
+4. serve; a thread calls ``runtime.scheduler.tick()`` (jobs) and ``runtime.deployer.tick()``
+   (model versions) every ``scheduler_interval`` seconds.
 
 SIGTERM or SIGINT stops it cleanly: uvicorn drains requests, the scheduler finishes its
 tick, the store closes, the state file is removed. Running replicas are left alone; the
@@ -28,9 +29,10 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Protocol
 
 import uvicorn
 
@@ -40,7 +42,6 @@ from mlengine.client.local_server import ServerState, read_state, remove_state, 
 from mlengine.composition import build_runtime
 from mlengine.config import Settings
 from mlengine.domain.errors import FailedPrecondition, MlEngineError, Unavailable
-from mlengine.scheduler.loop import Scheduler
 
 LOG = logging.getLogger("mlengine.server")
 #: How long shutdown waits for an in-flight scheduler tick before leaving it behind.
@@ -51,42 +52,36 @@ REPEATED_FAILURE_SECONDS = 60.0
 GRACEFUL_SHUTDOWN_SECONDS = 10
 
 
-class SchedulerThread:
-    """Calls ``scheduler.tick()`` every ``interval`` seconds until stopped.
+class Loop(Protocol):
+    """Something the scheduler thread advances one step at a time."""
 
-    A failing tick is logged and the loop goes on; the same failure again is logged with
-    its traceback only once a minute, so a persistent fault does not flood the log. Used as
-    a context manager: entering starts the thread, leaving stops it and waits for the
-    current tick.
+    def tick(self) -> None: ...
+
+
+class SchedulerThread:
+    """Calls ``tick()`` on each of ``loops`` every ``interval`` seconds until stopped.
+
+    A failing tick is logged and the thread goes on (with the next loop, then the next
+    round); the same failure of a loop again is logged with its traceback only once a
+    minute, so a persistent fault does not flood the log. Used as a context manager:
+    entering starts the thread, leaving stops it and waits for the current round.
     """
 
-    def __init__(self, scheduler: Scheduler, interval: float) -> None:
-        self._scheduler = scheduler
+    def __init__(self, loops: Sequence[Loop], interval: float) -> None:
+        self._loops = [(loop, _FailureLog(type(loop).__name__, interval)) for loop in loops]
         self._interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
-        self._last_failure = ""
-        self._last_logged = 0.0
-        self._repeats = 0
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            try:
-                self._scheduler.tick()
-                self._last_failure = ""
-            except Exception as exc:
-                self._log_failure(exc)
+            for loop, failures in self._loops:
+                try:
+                    loop.tick()
+                    failures.clear()
+                except Exception as exc:
+                    failures.log(exc)
             self._stop.wait(self._interval)
-
-    def _log_failure(self, exc: Exception) -> None:
-        failure = f"{type(exc).__name__}: {exc}"
-        now = time.monotonic()
-        if failure == self._last_failure and now - self._last_logged < REPEATED_FAILURE_SECONDS:
-            self._repeats += 1
-            return
-        repeats = f" (failed {self._repeats} more times since)" if self._repeats else ""
-        LOG.exception("scheduler tick failed%s; trying again every %.1f s", repeats, self._interval)
-        self._last_failure, self._last_logged, self._repeats = failure, now, 0
 
     def __enter__(self) -> SchedulerThread:
         self._thread.start()
@@ -149,7 +144,7 @@ def serve(settings: Settings) -> None:
                 server.should_exit = True
             url = _url_of(settings.host, sock)
             with (
-                SchedulerThread(runtime.scheduler, settings.scheduler_interval),
+                SchedulerThread([runtime.scheduler, runtime.deployer], settings.scheduler_interval),
                 _state_file(settings.server_state_file, url),
             ):
                 LOG.info(
@@ -163,6 +158,32 @@ def serve(settings: Settings) -> None:
         finally:
             runtime.close()
     LOG.info("mlengine server stopped")
+
+
+class _FailureLog:
+    """Logs one loop's failures; the same failure again only once a minute."""
+
+    def __init__(self, name: str, interval: float) -> None:
+        self._name = name
+        self._interval = interval
+        self._last_failure = ""
+        self._last_logged = 0.0
+        self._repeats = 0
+
+    def clear(self) -> None:
+        self._last_failure = ""
+
+    def log(self, exc: Exception) -> None:
+        failure = f"{type(exc).__name__}: {exc}"
+        now = time.monotonic()
+        if failure == self._last_failure and now - self._last_logged < REPEATED_FAILURE_SECONDS:
+            self._repeats += 1
+            return
+        repeats = f" (failed {self._repeats} more times since)" if self._repeats else ""
+        LOG.exception(
+            "%s tick failed%s; trying again every %.1f s", self._name, repeats, self._interval
+        )
+        self._last_failure, self._last_logged, self._repeats = failure, now, 0
 
 
 @contextlib.contextmanager

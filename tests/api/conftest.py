@@ -25,6 +25,7 @@ import httpx
 import pytest
 
 from mlengine.client.local_server import read_state
+from tests.registry import predictor_available, sklearn_model_dir
 
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
 START_TIMEOUT = 90.0
@@ -121,9 +122,18 @@ def _healthy(url: str) -> bool:
         return False
 
 
+def model_check_environment() -> dict[str, str]:
+    """Versions are validated by loading them (the real subprocess checker) whenever
+    ``mlengine.serving.predictor`` is importable; only without it does the server use the
+    TEST-ONLY file-name stand-in (``MLENGINE_MODEL_CHECK=files``)."""
+    return {} if predictor_available() else {"MLENGINE_MODEL_CHECK": "files"}
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    running = start_server_process(tmp_path_factory.mktemp("api-server") / "home")
+    running = start_server_process(
+        tmp_path_factory.mktemp("api-server") / "home", env=model_check_environment()
+    )
     yield running
     assert running.stop() == 0, running.log_text()[-3000:]
 
@@ -242,6 +252,28 @@ def all_logs(api: httpx.Client, project: str, job_id: str) -> list[dict[str, Any
             return entries
         entries += page
         after = int(page[-1]["seq"])
+
+
+@pytest.fixture(scope="session")
+def model_origin(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A deploymentUri every model API test can use (versions copy it; nobody changes it)."""
+    return str(sklearn_model_dir(tmp_path_factory.mktemp("model-origin") / "census"))
+
+
+def wait_for_operation(
+    api: httpx.Client, name: str, timeout: float = JOB_TIMEOUT
+) -> dict[str, Any]:
+    """Poll operations.get until the operation is done; return it."""
+    deadline = time.monotonic() + timeout
+    operation: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        response = api.get(f"/v1/{name}")
+        assert response.status_code == 200, response.text
+        operation = response.json()
+        if operation.get("done"):
+            return operation
+        time.sleep(0.1)
+    pytest.fail(f"operation {name} did not finish within {timeout} s; last: {operation}")
 
 
 def error_of(response: httpx.Response) -> dict[str, Any]:

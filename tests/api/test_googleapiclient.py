@@ -130,3 +130,92 @@ def test_bearer_tokens_through_the_official_client(auth_server: ServerProcess) -
     # On a 401 the client tries to refresh its credentials; anonymous ones cannot be.
     with pytest.raises(google.auth.exceptions.InvalidOperation, match="cannot be refreshed"):
         anonymous.projects().jobs().list(parent="projects/p").execute()
+
+
+def _wait_operation(ml: Any, name: str, timeout: float = 180) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        operation: dict[str, Any] = ml.projects().operations().get(name=name).execute()
+        if operation.get("done") or time.monotonic() > deadline:
+            return operation
+        time.sleep(0.2)
+
+
+def test_models_and_versions_through_the_official_client(
+    ml: Any, project: str, model_origin: str
+) -> None:
+    models = ml.projects().models()
+    versions = models.versions()
+    parent = f"projects/{project}"
+    model_name = f"{parent}/models/census"
+
+    created = models.create(parent=parent, body={"name": "census", "regions": ["local"]}).execute()
+    with pytest.raises(HttpError) as duplicate:
+        models.create(parent=parent, body={"name": "census"}).execute()
+    with pytest.raises(HttpError) as bad_name:
+        models.create(parent=parent, body={"name": "census-2"}).execute()
+    assert duplicate.value.resp.status == 409 and bad_name.value.resp.status == 400
+    patched = _wait_operation(
+        ml,
+        models.patch(
+            name=model_name, updateMask="description", body={"description": "census income"}
+        ).execute()["name"],
+    )
+    first = _wait_operation(
+        ml,
+        versions.create(
+            parent=model_name, body={"name": "v1", "deploymentUri": model_origin}
+        ).execute()["name"],
+    )
+    second = _wait_operation(
+        ml,
+        versions.create(
+            parent=model_name, body={"name": "v2", "deploymentUri": model_origin}
+        ).execute()["name"],
+    )
+    default = versions.setDefault(name=f"{model_name}/versions/v2", body={}).execute()
+    listed = versions.list(parent=model_name, pageSize=1).execute()
+    following = versions.list_next(
+        previous_request=versions.list(parent=model_name, pageSize=1), previous_response=listed
+    ).execute()
+    version_patch = _wait_operation(
+        ml,
+        versions.patch(
+            name=f"{model_name}/versions/v1",
+            updateMask="labels",
+            body={"labels": {"stage": "old"}},
+        ).execute()["name"],
+    )
+    got = models.get(name=model_name).execute()
+    found = models.list(parent=parent, filter="name:cens*").execute()
+
+    assert created["name"] == model_name
+    assert patched["response"]["description"] == "census income"
+    assert first["response"]["state"] == "READY" and first["response"]["isDefault"] is True
+    assert second["response"]["state"] == "READY"
+    assert default["isDefault"] is True and default["name"].endswith("/versions/v2")
+    assert [v["name"].rsplit("/", 1)[1] for v in listed["versions"] + following["versions"]] == [
+        "v2",
+        "v1",
+    ]
+    assert version_patch["response"]["labels"] == {"stage": "old"}
+    assert got["defaultVersion"]["name"].endswith("/versions/v2")
+    assert [m["name"] for m in found["models"]] == [model_name]
+
+    with pytest.raises(HttpError) as model_in_use:
+        models.delete(name=model_name).execute()
+    with pytest.raises(HttpError) as default_in_use:
+        versions.delete(name=f"{model_name}/versions/v2").execute()
+    assert model_in_use.value.resp.status == 400
+    assert json.loads(model_in_use.value.content)["error"]["status"] == "FAILED_PRECONDITION"
+    assert default_in_use.value.resp.status == 400
+
+    for version in ("v1", "v2"):
+        deleted = _wait_operation(
+            ml, versions.delete(name=f"{model_name}/versions/{version}").execute()["name"]
+        )
+        assert deleted["response"]["@type"] == "type.googleapis.com/google.protobuf.Empty"
+    assert models.delete(name=model_name).execute()["done"] is True
+    with pytest.raises(HttpError) as gone:
+        models.get(name=model_name).execute()
+    assert gone.value.resp.status == 404

@@ -1,8 +1,8 @@
 """projects.operations over real HTTP.
 
-No v1 method of this release creates operations yet (models and versions do, later), so the
-tests write them into the server's own database through the store, as a service would, and
-read and cancel them through the API.
+The tests write operations into the server's own database through the store, as a service
+would, to control their exact content, and read and cancel them through the API; the
+operations of models and versions are covered end to end in ``test_models_api.py``.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from mlengine.client.local_server import (
 from mlengine.composition import build_runtime
 from mlengine.config import Settings
 from mlengine.domain.errors import Unavailable
+from mlengine.server import SchedulerThread
 from tests.api.conftest import (
     ServerProcess,
     new_job_id,
@@ -260,3 +262,30 @@ def test_readyz_is_503_when_the_store_is_unreachable(tmp_path: Path) -> None:
     assert "Connection refused" in ready.json()["error"]["message"]
     assert healthy.status_code == 200
     assert metrics.status_code == 200 and "mlengine_jobs{" not in metrics.text
+    assert "mlengine_versions{" not in metrics.text
+
+
+class _FailingLoop:
+    def tick(self) -> None:
+        raise RuntimeError("the database went away")
+
+
+class _CountingLoop:
+    def __init__(self) -> None:
+        self.ticks = 0
+        self.enough = threading.Event()
+
+    def tick(self) -> None:
+        self.ticks += 1
+        if self.ticks >= 3:
+            self.enough.set()
+
+
+def test_the_scheduler_thread_ticks_every_loop_even_when_one_fails(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    counting = _CountingLoop()
+    with SchedulerThread([_FailingLoop(), counting], 0.01):
+        assert counting.enough.wait(10)
+    failures = [r for r in caplog.records if "_FailingLoop tick failed" in r.getMessage()]
+    assert len(failures) == 1  # the same failure again is not logged again at once

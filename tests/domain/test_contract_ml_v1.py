@@ -109,6 +109,49 @@ def test_every_expected_model_is_present() -> None:
     } <= names
 
 
+#: The model registry's schemas: Model, Version, everything they nest, and the metadata of
+#: their long-running operations.
+REGISTRY_SCHEMAS = {
+    "GoogleCloudMlV1__Model",
+    "GoogleCloudMlV1__Version",
+    "GoogleCloudMlV1__AutoScaling",
+    "GoogleCloudMlV1__MetricSpec",
+    "GoogleCloudMlV1__ManualScaling",
+    "GoogleCloudMlV1__RequestLoggingConfig",
+    "GoogleCloudMlV1__ExplanationConfig",
+    "GoogleCloudMlV1__IntegratedGradientsAttribution",
+    "GoogleCloudMlV1__SampledShapleyAttribution",
+    "GoogleCloudMlV1__XraiAttribution",
+    "GoogleCloudMlV1__ContainerSpec",
+    "GoogleCloudMlV1__EnvVar",
+    "GoogleCloudMlV1__ContainerPort",
+    "GoogleCloudMlV1__RouteMap",
+    "GoogleCloudMlV1__OperationMetadata",
+}
+
+
+def test_every_registry_model_is_present() -> None:
+    assert {model.API_SCHEMA for model in MODELS} >= REGISTRY_SCHEMAS
+
+
+def test_every_schema_the_registry_references_is_modelled(schemas: dict[str, Any]) -> None:
+    """Closure: each $ref reachable from Model, Version and OperationMetadata has a model."""
+    modelled = {model.API_SCHEMA for model in MODELS}
+    pending = ["GoogleCloudMlV1__Model", "GoogleCloudMlV1__Version"]
+    pending.append("GoogleCloudMlV1__OperationMetadata")
+    seen: set[str] = set()
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for prop in schemas[name]["properties"].values():
+            ref = prop.get("$ref") or prop.get("items", {}).get("$ref")
+            if ref:
+                pending.append(ref)
+    assert seen <= modelled
+
+
 @pytest.mark.parametrize("model", MODELS, ids=lambda m: m.__name__)
 def test_field_names_match_the_schema(model: type[ApiModel], schemas: dict[str, Any]) -> None:
     assert model.API_SCHEMA in schemas, f"{model.__name__} names an unknown schema"

@@ -24,7 +24,7 @@ from mlengine.stores.sql_engine import normalise_url
 
 POSTGRES_URL_VARIABLE = "MLENGINE_TEST_POSTGRES_URL"
 POSTGRES_SKIP_REASON = "set MLENGINE_TEST_POSTGRES_URL (scripts/postgres start)"
-STORE_TABLES = ("jobs", "job_log_heads", "job_logs", "operations")
+STORE_TABLES = ("jobs", "job_log_heads", "job_logs", "operations", "models", "versions")
 
 OpenStore = Callable[..., SqlMetadataStore]
 

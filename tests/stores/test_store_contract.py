@@ -663,7 +663,7 @@ class TestMetadataStoreContract:
         try:
             with engine.connect() as connection:
                 versions = connection.execute(text("SELECT version_num FROM alembic_version"))
-                assert versions.scalars().all() == ["0001_initial"]
+                assert versions.scalars().all() == ["0002_models"]
                 diff = compare_metadata(MigrationContext.configure(connection), metadata)
         finally:
             engine.dispose()

@@ -5,10 +5,10 @@ Layers, outermost first (each a plain ASGI middleware, see their modules)::
     RequestMetricsMiddleware   counts and times every request (observability)
     InternalErrorMiddleware    an unexpected exception → 500 INTERNAL envelope (errors)
     BearerAuthMiddleware       401 without an accepted token, when tokens are set (auth)
-    FastAPI routing            routes_jobs, routes_operations, observability
+    FastAPI routing            routes_jobs, routes_models, routes_operations, observability
                                MlEngineError / 404 / 405 → envelope (errors)
 
-New resource collections (models, versions, …) add a ``routes_<name>.py`` with a
+New resource collections (prediction, …) add a ``routes_<name>.py`` with a
 ``<name>_router(service, …)`` function and one ``include_router`` line below.
 """
 
@@ -23,6 +23,7 @@ from mlengine.api.auth import BearerAuthMiddleware, BearerTokens
 from mlengine.api.errors import InternalErrorMiddleware, install_error_handlers
 from mlengine.api.observability import ApiMetrics, RequestMetricsMiddleware, health_router
 from mlengine.api.routes_jobs import jobs_router, packages_router
+from mlengine.api.routes_models import models_router
 from mlengine.api.routes_operations import operations_router
 from mlengine.composition import Runtime
 from mlengine.config import DEFAULT_MAX_PACKAGE_BYTES, DEFAULT_MAX_REQUEST_BYTES, Settings
@@ -56,6 +57,7 @@ def create_app(
     routers = [
         health_router(runtime.store, metrics),
         jobs_router(runtime.jobs, max_body_bytes=limits.max_body_bytes),
+        models_router(runtime.models, max_body_bytes=limits.max_body_bytes),
         operations_router(runtime.operations, max_body_bytes=limits.max_body_bytes),
         packages_router(runtime.packages, max_upload_bytes=limits.max_upload_bytes),
     ]

@@ -13,6 +13,8 @@
   ``mlengine_jobs{state}``
       jobs of every project by state, counted by the store at scrape time (one grouped
       query, no job read); every state is present, zero where no job is in it.
+  ``mlengine_models`` and ``mlengine_versions{state}``
+      the model registry, counted the same way.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mlengine import __version__
 from mlengine.api.rendering import json_response
 from mlengine.domain.errors import MlEngineError, Unavailable
-from mlengine.domain.resources import JobState
+from mlengine.domain.resources import JobState, VersionState
 from mlengine.stores.base import MetadataStore
 
 LOG = logging.getLogger(__name__)
@@ -59,6 +61,28 @@ class JobStateCollector(Collector):
         yield family
 
 
+class RegistryCollector(Collector):
+    """``mlengine_models`` and ``mlengine_versions{state}``, counted at scrape time."""
+
+    def __init__(self, store: MetadataStore) -> None:
+        self._store = store
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            model_count = self._store.count_models()
+            counts = self._store.count_versions_by_state()
+        except Exception:  # a scrape must not fail because the database is away
+            LOG.warning("could not count models and versions for /metrics", exc_info=True)
+            return
+        yield GaugeMetricFamily("mlengine_models", "Models of every project.", value=model_count)
+        versions = GaugeMetricFamily(
+            "mlengine_versions", "Model versions of every project by state.", labels=["state"]
+        )
+        for state in VersionState:
+            versions.add_metric([state.value], counts.get(state, 0))
+        yield versions
+
+
 class ApiMetrics:
     """The app's Prometheus registry and the request instruments in it."""
 
@@ -77,6 +101,7 @@ class ApiMetrics:
             registry=self.registry,
         )
         self.registry.register(JobStateCollector(store))
+        self.registry.register(RegistryCollector(store))
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()

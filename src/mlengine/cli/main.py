@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "jobs": "mlengine.cli.jobs:jobs",
     "local": "mlengine.cli.local:local",
     "operations": "mlengine.cli.operations:operations",
+    "serve": "mlengine.cli.serve:serve",
     "server": "mlengine.cli.server:server",
 }
 

@@ -1,10 +1,12 @@
 """The v1 API resources: one import point for the models and their parsers.
 
-The models live in ``resources_jobs`` (Job and everything nested in it), built on the base
+The models live in ``resources_jobs`` (Job and everything nested in it) and
+``resources_models`` (Model, Version, OperationMetadata and what they nest), built on the base
 class and error translation of ``resources_common`` and the scalar wire types of
 ``resources_wire``.  Import from here::
 
     from mlengine.domain.resources import Job, TrainingInput, parse_job
+    from mlengine.domain.resources import Model, Version, parse_version
 
 Wire rules (see ``docs/resources.md``): camelCase JSON names (snake_case accepted on input),
 unknown fields rejected, int64 written as strings but accepted as numbers, timestamps as
@@ -39,6 +41,29 @@ from mlengine.domain.resources_jobs import (
     parse_job,
     parse_training_input,
 )
+from mlengine.domain.resources_models import (
+    AutoScaling,
+    ContainerPort,
+    ContainerSpec,
+    EnvVar,
+    ExplanationConfig,
+    Framework,
+    IntegratedGradientsAttribution,
+    ManualScaling,
+    MetricName,
+    MetricSpec,
+    Model,
+    OperationMetadata,
+    OperationType,
+    RequestLoggingConfig,
+    RouteMap,
+    SampledShapleyAttribution,
+    Version,
+    VersionState,
+    XraiAttribution,
+    parse_model,
+    parse_version,
+)
 from mlengine.domain.resources_wire import (
     Base64Bytes,
     Bool,
@@ -56,36 +81,57 @@ __all__ = [
     "AcceleratorType",
     "Algorithm",
     "ApiModel",
+    "AutoScaling",
     "Base64Bytes",
     "Bool",
     "BuiltInAlgorithmOutput",
+    "ContainerPort",
+    "ContainerSpec",
     "DataFormat",
     "DiskConfig",
     "Double",
     "Duration",
     "EncryptionConfig",
+    "EnvVar",
+    "ExplanationConfig",
+    "Framework",
     "GoalType",
     "HyperparameterMetric",
     "HyperparameterOutput",
     "HyperparameterSpec",
     "Int32",
     "Int64",
+    "IntegratedGradientsAttribution",
     "Job",
     "JobState",
+    "ManualScaling",
+    "MetricName",
+    "MetricSpec",
+    "Model",
+    "OperationMetadata",
+    "OperationType",
     "ParameterSpec",
     "ParameterType",
     "PredictionInput",
     "PredictionOutput",
     "ReplicaConfig",
+    "RequestLoggingConfig",
+    "RouteMap",
+    "SampledShapleyAttribution",
     "ScaleTier",
     "ScaleType",
     "Scheduling",
     "Timestamp",
     "TrainingInput",
     "TrainingOutput",
+    "Version",
+    "VersionState",
     "WireFormat",
+    "XraiAttribution",
     "parse_hyperparameter_spec",
     "parse_job",
+    "parse_model",
     "parse_resource",
     "parse_training_input",
+    "parse_version",
 ]

@@ -169,10 +169,11 @@ def _check_program(ti: TrainingInput, path: str, problems: Problems) -> None:
             f"Set either '{path}.masterConfig.imageUri' (a custom container) or "
             f"'{path}.runtimeVersion', not both; remove runtimeVersion to run the container.",
         )
-    _check_package_uris(ti.package_uris or [], f"{path}.packageUris", problems)
+    check_package_uris(ti.package_uris or [], f"{path}.packageUris", problems)
 
 
-def _check_package_uris(uris: list[str], field: str, problems: Problems) -> None:
+def check_package_uris(uris: list[str], field: str, problems: Problems) -> None:
+    """Add a problem for more than 100 entries or an empty one (``field`` is the list)."""
     if len(uris) > MAX_PACKAGE_URIS:
         problems.add(
             field, f"'{field}' has {len(uris)} entries; at most {MAX_PACKAGE_URIS} allowed."
@@ -242,12 +243,13 @@ def _replica_configs(ti: TrainingInput) -> list[tuple[str, ReplicaConfig]]:
 
 def _check_replica_config(config: ReplicaConfig, path: str, problems: Problems) -> None:
     if config.accelerator_config is not None:
-        _check_accelerator(config.accelerator_config, f"{path}.acceleratorConfig", problems)
+        check_accelerator(config.accelerator_config, f"{path}.acceleratorConfig", problems)
     if config.disk_config is not None:
         _check_disk(config.disk_config, f"{path}.diskConfig", problems)
 
 
-def _check_accelerator(accelerator: AcceleratorConfig, field: str, problems: Problems) -> None:
+def check_accelerator(accelerator: AcceleratorConfig, field: str, problems: Problems) -> None:
+    """Add a problem when count and type of an accelerator config do not go together."""
     count, kind = accelerator.count or 0, accelerator.type
     has_type = kind not in (None, AcceleratorType.ACCELERATOR_TYPE_UNSPECIFIED)
     if count < 0:
@@ -281,26 +283,33 @@ def _check_disk(disk: DiskConfig, field: str, problems: Problems) -> None:
 
 
 def _check_versions(ti: TrainingInput, path: str, problems: Problems) -> None:
-    field = f"{path}.pythonVersion"
-    if not ti.python_version:
+    check_python_version(ti.python_version, ti.runtime_version, f"{path}.pythonVersion", problems)
+
+
+def check_python_version(
+    python_version: str | None, runtime_version: str | None, field: str, problems: Problems
+) -> None:
+    """Add a problem when ``python_version`` (at ``field``) is malformed or does not work with
+    ``runtime_version`` (the documented combinations of Google's runtimes)."""
+    if not python_version:
         return
-    python = _major_minor(ti.python_version)
+    python = _major_minor(python_version)
     if python is None or python[0] not in (2, 3) or (python[0] == 2 and python != (2, 7)):
         problems.add(
             field,
-            f"Unsupported pythonVersion {ti.python_version!r} at '{field}'; use a 3.x version "
+            f"Unsupported pythonVersion {python_version!r} at '{field}'; use a 3.x version "
             'such as "3.11" (or "2.7" with runtimeVersion 1.15 or older).',
         )
         return
-    runtime = _major_minor(ti.runtime_version or "")
+    runtime = _major_minor(runtime_version or "")
     if runtime is None or python not in _PYTHON_RUNTIMES:
         return
     oldest, newest, in_words = _PYTHON_RUNTIMES[python]
     if runtime < oldest or (newest is not None and runtime > newest):
         problems.add(
             field,
-            f"pythonVersion {ti.python_version} at '{field}' does not work with runtimeVersion "
-            f"{ti.runtime_version} (it needs runtime {in_words}); change one of them.",
+            f"pythonVersion {python_version} at '{field}' does not work with runtimeVersion "
+            f"{runtime_version} (it needs runtime {in_words}); change one of them.",
         )
 
 

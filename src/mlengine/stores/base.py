@@ -21,6 +21,27 @@ Contract (every implementation, checked by one shared test suite in ``tests/stor
   job, so a reader that asks for ``after=<last seq seen>`` never misses or repeats a line.
 * **Operations** (google.longrunning.Operation in wire form) are identified by their full name
   ``projects/{p}/operations/{id}``.
+* **Models** are identified by ``(project, model id)`` and **versions** by
+  ``(project, model id, version id)``; creating one that exists raises :class:`AlreadyExists`.
+  A deleted model's or version's id may be used again.  Snapshots are immutable; ``seq``
+  orders pages (newest first); the store sets ``etag`` on every write that changes a row.
+* A model's default version is one column of the model (``StoredModel.default_version``), the
+  single source of truth for ``Model.defaultVersion`` and ``Version.isDefault``: reads derive
+  ``StoredModel.default`` and ``StoredVersion.is_default`` from it in the same statement, so
+  the two can never disagree.  It always names an existing version of the model or is None:
+  a write that points it elsewhere raises :class:`Internal`, and deleting the default version
+  clears it.
+* A version belongs to an existing model: creating one under a missing model raises
+  :class:`NotFound`; deleting a model that still has versions raises
+  :class:`FailedPrecondition` naming them.
+* :meth:`MetadataStore.update_model` and :meth:`MetadataStore.update_version` are atomic
+  read-modify-writes like ``update_job``; ``update_version``'s change sees the model and the
+  version (locked together, model first) and may change both — the model only in its default
+  version — so "make this version the default if it is READY" is one transaction.
+* ``create_version``, ``update_version`` and ``delete_version`` take an optional
+  ``operation``: an Operation body written (inserted, or replacing the one of that name) in
+  the same transaction, so a version's state and its operation never disagree after a crash.
+  ``update_version`` also takes a function of the written (model, version) returning it.
 * Missing things raise :class:`NotFound` naming the resource; nothing else is raised for
   well-formed calls except :class:`Unavailable` when the database cannot be reached or stays
   locked beyond the busy timeout.
@@ -34,7 +55,8 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from mlengine.domain.job_filter import JobQuery as JobQuery  # re-exported for the stores
-from mlengine.domain.resources import Job, JobState
+from mlengine.domain.registry_filter import RegistryQuery as RegistryQuery  # re-exported
+from mlengine.domain.resources import Job, JobState, Model, Version, VersionState
 
 
 @dataclass(frozen=True)
@@ -100,6 +122,71 @@ class StoredJob:
 
 
 @dataclass(frozen=True)
+class StoredModel:
+    """A model as stored: the resource (full ``name``, no ``defaultVersion``) and its default.
+
+    ``default_version`` is the id of the default version (None: none yet); it is what writes
+    change.  ``default`` is that version's resource, read with the model; writes ignore it.
+    """
+
+    project: str
+    model: Model
+    seq: int
+    default_version: str | None = None
+    default: Version | None = None
+
+    @property
+    def model_id(self) -> str:
+        return str(self.model.name).rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class VersionRuntime:
+    """Bookkeeping for a version, never shown through the API.
+
+    ``operation`` is the name of the operation creating or deleting it; ``artifact`` the
+    path of its immutable copy in the artifact store and ``sha256`` that copy's content
+    digest; ``framework`` the framework detected when it was validated (e.g. ``SCIKIT_LEARN``,
+    ``PYTORCH``, ``ONNX``; wider than the API's ``Version.framework`` enum).
+    """
+
+    operation: str | None = None
+    artifact: str | None = None
+    sha256: str | None = None
+    framework: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredVersion:
+    """A version as stored: the resource (full ``name``, no ``isDefault``) and its runtime.
+
+    ``is_default`` is derived from the model's default version when read; writes ignore it.
+    """
+
+    project: str
+    model_id: str
+    version: Version
+    seq: int
+    runtime: VersionRuntime = field(default_factory=VersionRuntime)
+    is_default: bool = False
+
+    @property
+    def version_id(self) -> str:
+        return str(self.version.name).rsplit("/", 1)[-1]
+
+    @property
+    def state(self) -> VersionState:
+        return self.version.state or VersionState.UNKNOWN
+
+
+#: ``update_version``'s change: (model, version) in, the new (model, version) out.
+VersionChange = Callable[[StoredModel, StoredVersion], tuple[StoredModel, StoredVersion]]
+#: An Operation body to write with a version, or a function of the (model, version) as
+#: written that returns one (for a response that shows the result, e.g. ``isDefault``).
+OperationWrite = Mapping[str, Any] | Callable[[StoredModel, StoredVersion], Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
 class LogEntry:
     """One captured line. ``task_name`` is the replica (``worker-replica-1``) or ``service``."""
 
@@ -160,5 +247,86 @@ class MetadataStore(Protocol):
     def update_operation(
         self, name: str, change: Callable[[Mapping[str, Any]], Mapping[str, Any]]
     ) -> Mapping[str, Any]: ...
+
+    # --- models and versions ----------------------------------------------------------
+
+    def create_model(self, project: str, model: Model) -> StoredModel:
+        """Store ``model`` (its ``name`` the full resource name); AlreadyExists if taken."""
+        ...
+
+    def get_model(self, project: str, model_id: str) -> StoredModel: ...
+
+    def list_models(
+        self, project: str, query: RegistryQuery, *, page_size: int, page_token: str | None
+    ) -> tuple[list[StoredModel], str | None]:
+        """Newest first; ``query.states`` is ignored; the token is opaque."""
+        ...
+
+    def update_model(
+        self, project: str, model_id: str, change: Callable[[StoredModel], StoredModel]
+    ) -> StoredModel: ...
+
+    def delete_model(
+        self, project: str, model_id: str, *, operation: Mapping[str, Any] | None = None
+    ) -> None:
+        """FailedPrecondition naming the versions while the model has any."""
+        ...
+
+    def create_version(
+        self,
+        project: str,
+        model_id: str,
+        version: Version,
+        *,
+        runtime: VersionRuntime | None = None,
+        operation: Mapping[str, Any] | None = None,
+    ) -> StoredVersion: ...
+
+    def get_version(self, project: str, model_id: str, version_id: str) -> StoredVersion: ...
+
+    def list_versions(
+        self,
+        project: str,
+        model_id: str,
+        query: RegistryQuery,
+        *,
+        page_size: int,
+        page_token: str | None,
+    ) -> tuple[list[StoredVersion], str | None]:
+        """Newest first; NotFound when the model does not exist."""
+        ...
+
+    def update_version(
+        self,
+        project: str,
+        model_id: str,
+        version_id: str,
+        change: VersionChange,
+        *,
+        operation: OperationWrite | None = None,
+    ) -> tuple[StoredModel, StoredVersion]: ...
+
+    def delete_version(
+        self,
+        project: str,
+        model_id: str,
+        version_id: str,
+        *,
+        operation: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Remove the version; the model's default is cleared if it was this version."""
+        ...
+
+    def versions_in_states(self, states: Collection[VersionState]) -> list[StoredVersion]:
+        """Versions of every project in ``states``, ascending ``seq``."""
+        ...
+
+    def count_models(self) -> int:
+        """How many models there are, in every project."""
+        ...
+
+    def count_versions_by_state(self) -> dict[VersionState, int]:
+        """How many versions of every project are in each state; every state is a key."""
+        ...
 
     def close(self) -> None: ...

@@ -4,8 +4,8 @@
 ``SqlMetadataStore("postgresql://user@host/mlengine")`` opens the database, runs the Alembic
 migrations up to the newest revision, and implements :class:`~mlengine.stores.base.MetadataStore`
 (see its docstring for the contract).  Tables: :mod:`mlengine.stores.sql_schema`; connections,
-SQLite pragmas and error translation: :mod:`mlengine.stores.sql_engine`; the full story:
-``docs/metadata-store.md``.
+SQLite pragmas and error translation: :mod:`mlengine.stores.sql_engine`; models and versions:
+:mod:`mlengine.stores.sql_registry` (mixed in); the full story: ``docs/metadata-store.md``.
 
 How the contract's guarantees are met:
 
@@ -24,7 +24,6 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
-import orjson
 from sqlalchemy import ColumnElement, Connection, exc, func, insert, select, update
 
 from mlengine.domain.errors import AlreadyExists, InvalidArgument, NotFound
@@ -33,10 +32,12 @@ from mlengine.domain.resources import Job, JobState
 from mlengine.stores.base import JobRuntime, LogEntry, StoredJob
 from mlengine.stores.page_tokens import decode_page_token, encode_page_token
 from mlengine.stores.sql_engine import DEFAULT_BUSY_TIMEOUT, SqlDatabase
+from mlengine.stores.sql_registry import SqlModelRegistry
 from mlengine.stores.sql_rows import (
     check_operation,
     check_same_job,
     job_values,
+    json_copy,
     log_entry,
     log_values,
     new_etag,
@@ -51,7 +52,7 @@ MAX_CHUNK = 1000
 _JOB_COLUMNS = (jobs.c.seq, jobs.c.project, jobs.c.body, jobs.c.runtime)
 
 
-class SqlMetadataStore:
+class SqlMetadataStore(SqlModelRegistry):
     """A :class:`~mlengine.stores.base.MetadataStore` on SQLite or PostgreSQL.
 
     ``url`` is ``sqlite:///path`` (the folder is created), ``sqlite:///:memory:``, or
@@ -237,14 +238,14 @@ class SqlMetadataStore:
 
     def create_operation(self, project: str, operation: Mapping[str, Any]) -> Mapping[str, Any]:
         name = check_operation(project, operation)
-        body = _json_copy(operation)
+        body = json_copy(operation)
         values = {"name": name, "project": project, "done": bool(body.get("done")), "body": body}
         try:
             with self._db.transaction(write=True) as connection:
                 connection.execute(insert(operations).values(values))
         except exc.IntegrityError:
             raise AlreadyExists(f"Operation '{name}' already exists.", field="name") from None
-        return _json_copy(body)
+        return json_copy(body)
 
     def get_operation(self, name: str) -> Mapping[str, Any]:
         with self._db.transaction(write=False) as connection:
@@ -287,7 +288,7 @@ class SqlMetadataStore:
             ).one_or_none()
             if row is None:
                 raise _operation_not_found(name)
-            body = _json_copy(change(dict(row.body)))
+            body = json_copy(change(dict(row.body)))
             if check_operation(row.project, body) != name:
                 raise InvalidArgument(
                     f"update_operation of {name!r} may not rename it to {body['name']!r}.",
@@ -298,7 +299,7 @@ class SqlMetadataStore:
                 .where(operations.c.seq == row.seq)
                 .values(done=bool(body.get("done")), body=body)
             )
-        return _json_copy(body)
+        return json_copy(body)
 
     def close(self) -> None:
         """Close every pooled connection (an in-memory database is gone afterwards)."""
@@ -336,10 +337,3 @@ def _job_not_found(project: str, job_id: str) -> NotFound:
 
 def _operation_not_found(name: str) -> NotFound:
     return NotFound(f"Operation '{name}' was not found.")
-
-
-def _json_copy(value: Mapping[str, Any]) -> dict[str, Any]:
-    """A deep copy in JSON form: what is stored is exactly what is returned."""
-    copied = orjson.loads(orjson.dumps(dict(value)))
-    assert isinstance(copied, dict)
-    return copied

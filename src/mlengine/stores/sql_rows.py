@@ -2,7 +2,9 @@
 
 A job row keeps the Job's wire form (``Job.to_api()``) in ``body`` and copies the columns that
 queries need (state, priority, create time, labels) out of it; :func:`job_values` is the one
-place that decides those copies, so inserts and updates can never disagree.
+place that decides those copies, so inserts and updates can never disagree.  Models and
+versions follow the same rule with :func:`model_values` and :func:`version_values`; their
+bodies never hold the derived ``defaultVersion`` / ``isDefault``.
 """
 
 from __future__ import annotations
@@ -12,11 +14,20 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import orjson
 from sqlalchemy import Row
 
 from mlengine.domain.errors import Internal, InvalidArgument
-from mlengine.domain.resources import Job, JobState
-from mlengine.stores.base import JobRuntime, LogEntry, StoredJob, TrialRun
+from mlengine.domain.resources import Job, JobState, Model, Version, VersionState
+from mlengine.stores.base import (
+    JobRuntime,
+    LogEntry,
+    StoredJob,
+    StoredModel,
+    StoredVersion,
+    TrialRun,
+    VersionRuntime,
+)
 
 _ETAG_BYTES = 9
 #: A result row of any shape (SQLAlchemy types rows by their column types).
@@ -162,6 +173,13 @@ def check_same_job(before: StoredJob, after: StoredJob) -> None:
         )
 
 
+def json_copy(value: Mapping[str, Any]) -> dict[str, Any]:
+    """A deep copy in JSON form: what is stored is exactly what is returned."""
+    copied = orjson.loads(orjson.dumps(dict(value)))
+    assert isinstance(copied, dict)
+    return copied
+
+
 def check_operation(project: str, operation: Mapping[str, Any]) -> str:
     """The operation's name, which must be ``projects/{project}/operations/{id}``."""
     name = operation.get("name")
@@ -173,3 +191,94 @@ def check_operation(project: str, operation: Mapping[str, Any]) -> str:
             field="name",
         )
     return name
+
+
+# --- models and versions ---------------------------------------------------------------------
+
+
+def model_values(model: Model, default_version: str | None) -> dict[str, Any]:
+    """The column values of a model row (everything but project, name and seq)."""
+    return {
+        "default_version": default_version,
+        "labels": dict(model.labels or {}),
+        "body": model.model_copy(update={"default_version": None}).to_api(),
+        "etag": base64.b64encode(model.etag or b"").decode("ascii"),
+    }
+
+
+def stored_model(row: AnyRow) -> StoredModel:
+    """A StoredModel from a row with seq, project, body, default_version and default_body."""
+    default_body = row.default_body
+    return StoredModel(
+        project=row.project,
+        model=Model.model_validate(row.body),
+        seq=row.seq,
+        default_version=row.default_version,
+        default=None if default_body is None else Version.model_validate(default_body),
+    )
+
+
+def version_values(version: Version, runtime: VersionRuntime) -> dict[str, Any]:
+    """The column values of a version row (everything but project, model, name and seq)."""
+    return {
+        "state": (version.state or VersionState.UNKNOWN).value,
+        "create_time": version.create_time,
+        "labels": dict(version.labels or {}),
+        "body": version.model_copy(update={"is_default": None}).to_api(),
+        "runtime": {
+            "operation": runtime.operation,
+            "artifact": runtime.artifact,
+            "sha256": runtime.sha256,
+            "framework": runtime.framework,
+        },
+        "etag": base64.b64encode(version.etag or b"").decode("ascii"),
+    }
+
+
+def stored_version(row: AnyRow, *, is_default: bool) -> StoredVersion:
+    """A StoredVersion from a row with seq, project, model, body and runtime."""
+    runtime = row.runtime or {}
+    return StoredVersion(
+        project=row.project,
+        model_id=row.model,
+        version=Version.model_validate(row.body),
+        seq=row.seq,
+        runtime=VersionRuntime(
+            operation=runtime.get("operation"),
+            artifact=runtime.get("artifact"),
+            sha256=runtime.get("sha256"),
+            framework=runtime.get("framework"),
+        ),
+        is_default=is_default,
+    )
+
+
+def version_state_counts(rows: Iterable[tuple[str, int]]) -> dict[VersionState, int]:
+    """``(state column, count)`` rows → a count for every VersionState, zero where none."""
+    counts = dict.fromkeys(VersionState, 0)
+    for state, count in rows:
+        counts[VersionState(state)] += int(count)
+    return counts
+
+
+def check_same_version(before: StoredVersion, after: StoredVersion) -> None:
+    """``update_version``'s change must not move the version to another name or seq."""
+    key = (before.project, before.model_id, before.version_id, before.seq)
+    if (after.project, after.model_id, after.version_id, after.seq) != key:
+        raise Internal(
+            f"update_version of {before.version.name} returned {after.version.name} "
+            f"(seq {after.seq}); a change may not alter a version's identity."
+        )
+
+
+def check_same_model(before: StoredModel, after: StoredModel) -> None:
+    """A change must not move the model to another name, project or seq."""
+    if (after.project, after.model.name, after.seq) != (
+        before.project,
+        before.model.name,
+        before.seq,
+    ):
+        raise Internal(
+            f"A change of {before.model.name} returned {after.model.name} (seq {after.seq}); "
+            "a change may not alter a model's identity."
+        )
