@@ -7,9 +7,11 @@
 
 Runs every (problem, optimiser, protocol, seed) study: ours (BayesianOptimizer), RandomSearch,
 optuna TPE and GP, sequentially (q = 1) and in synchronous rounds of q = 5, up to --budget
-trials; prints per protocol the normalised regret NR@30/NR@100 (random = 1, optimum = 0),
-mean log10 regret, CPU seconds per suggestion and, for q > 1, the sequential trials needed
+trials; prints per protocol the normalised regret NR@30/NR@50/NR@100 (random = 1, optimum =
+0), mean log10 regret, CPU seconds per suggestion and, for q > 1, the sequential trials needed
 to match; OSS Vizier's stored curves (hpt_reference_traces.jsonl) are extra "(stored)" rows.
+Then a timing table: CPU seconds per suggestion with --timing-history (100) finished trials
+(uniformly random points, preloaded) on hartmann6 and mixed, q = 1 and a round of q = 5.
 Problems: tuning_problems.py; optimiser adapters: tuning_runners.py; metrics: tuning_report.py.
 
 Writes benchmarks/results/tuning.json (tuning_quick.json with --quick) with everything,
@@ -40,11 +42,19 @@ from collections.abc import Iterator, Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
+import numpy as np  # noqa: E402
+
 import tuning_problems as problems_module  # noqa: E402
 import tuning_report as report  # noqa: E402
 from tuning_problems import ALL, SYNTHETIC, Problem, get_problem  # noqa: E402
 from tuning_report import RandomPool  # noqa: E402
-from tuning_runners import BATCH_STYLES, OPTIMIZERS, RunRecord, run_one  # noqa: E402
+from tuning_runners import (  # noqa: E402
+    BATCH_STYLES,
+    OPTIMIZERS,
+    RunRecord,
+    run_one,
+    time_suggestions,
+)
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -90,6 +100,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default="pending",
         help="how ours is asked for a round (see tuning_runners.py)",
     )
+    p.add_argument(
+        "--timing-problems",
+        default="hartmann6,mixed",
+        help="problems of the suggestion-time table ('' or 'none' to skip)",
+    )
+    p.add_argument("--timing-history", type=int, default=100, help="finished trials")
+    p.add_argument("--timing-seeds", type=int, default=5, help="histories per problem")
     p.add_argument("--stored", default="vizier", help="stored optimisers to show, or 'none'")
     p.add_argument("--out", type=Path, help="results JSON")
     p.add_argument("--runs-log", type=Path, help="JSONL of finished studies")
@@ -116,6 +133,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if unknown:
         p.error(f"unknown optimizers {sorted(unknown)}; choose from {', '.join(OPTIMIZERS)}")
     args.parallel = [int(q) for q in args.parallel.split(",") if q]
+    timing = [s for s in args.timing_problems.split(",") if s and s != "none"]
+    try:
+        args.timing_problems = [get_problem(name).name for name in timing]
+    except KeyError as exc:
+        p.error(str(exc.args[0]))
+    if args.report_only:
+        args.timing_problems = []
     return args
 
 
@@ -209,6 +233,54 @@ def _execute(todo: list[Task], jobs: int) -> Iterator[tuple[Task, RunRecord]]:
     # spawn: no torch/optuna state forked from the parent; workers re-import these modules.
     with multiprocessing.get_context("spawn").Pool(jobs) as pool:
         yield from pool.imap_unordered(_run_task, todo)
+
+
+@dataclasses.dataclass(frozen=True)
+class TimingTask:
+    problem: str
+    optimizer: str
+    q: int
+    seed: int
+    history: int
+    style: str
+
+
+def _run_timing(task: TimingTask) -> tuple[TimingTask, list[float]]:
+    problem = get_problem(task.problem)
+    cpu = time_suggestions(problem, task.optimizer, task.q, task.seed, task.history, task.style)
+    return task, cpu
+
+
+def run_timing(args: argparse.Namespace) -> dict[str, dict[str, dict[str, Any]]]:
+    """optimizer -> "q=<q>" -> problem -> median/p95 CPU s per suggestion at the history."""
+    tasks = [
+        TimingTask(name, optimizer, q, seed, args.timing_history, args.batch_style)
+        for name in args.timing_problems
+        for q in args.parallel
+        for optimizer in args.optimizers
+        for seed in range(args.timing_seeds)
+    ]
+    if not tasks:
+        return {}
+    log(f"timing: {len(tasks)} rounds after {args.timing_history} trials")
+    cpu: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    if args.jobs <= 1:
+        done: Iterator[tuple[TimingTask, list[float]]] = map(_run_timing, tasks)
+        for task, seconds in done:
+            cpu[(task.optimizer, f"q={task.q}", task.problem)].extend(seconds)
+    else:
+        with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
+            for task, seconds in pool.imap_unordered(_run_timing, tasks):
+                cpu[(task.optimizer, f"q={task.q}", task.problem)].extend(seconds)
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for (optimizer, q, problem), seconds in cpu.items():
+        out.setdefault(optimizer, {}).setdefault(q, {})[problem] = {
+            "calls": len(seconds),
+            "cpu_s_median": report._num(np.median(seconds)),
+            "cpu_s_p95": report._num(np.percentile(seconds, 95)),
+            "cpu_s_max": report._num(np.max(seconds)),
+        }
+    return out
 
 
 # --- the random-search reference -----------------------------------------------------------
@@ -378,11 +450,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     references = random_references(args.problems, args.budget)
     records = run_tasks(tasks_for(args), args)
     summary = summarise(records, references, args)
+    timing = run_timing(args)
     curves = summary.pop("reference_curves")
     stored_optimizers = [] if args.stored == "none" else args.stored.split(",")
     core = {name: curves[name] for name in report.CORE if name in curves}
     stored = report.stored_cells(STORED_TRACES, core, stored_optimizers)
     text = render(summary, stored, args)
+    if timing:
+        text += "\n\n" + report.timing_table(timing, args.timing_history)
     print(text)
     document = {
         "benchmark": "tuning",
@@ -395,6 +470,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "parallel": args.parallel,
             "budget": args.budget,
             "batch_style": args.batch_style,
+            "timing_problems": args.timing_problems,
             "seeds": {n: seeds_for(get_problem(n), args) for n in args.problems},
             "random_reference_draws": {"synthetic": SYNTHETIC_DRAWS, "census": CENSUS_DRAWS},
         },
@@ -405,6 +481,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for q, cells in summary["results"].items()
         },
         "parallel_cost": report.parallel_cost(summary["results"]),
+        "suggest_timing": {"history": args.timing_history, "seeds": args.timing_seeds}
+        | {"cells": timing},
         "stored": {f"q={q}": cells for q, cells in stored.items()},
         "tables": text,
         "wall_s": round(time.perf_counter() - started, 1),

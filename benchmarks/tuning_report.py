@@ -42,7 +42,7 @@ CORE = ("branin", "hartmann6", "mixed")
 
 
 def checkpoints(budget: int) -> list[int]:
-    return sorted({t for t in (30, 100, budget) if t <= budget})
+    return sorted({t for t in (30, 50, 100, budget) if t <= budget})
 
 
 def summarise_cell(
@@ -382,6 +382,28 @@ def failure_line(cells: Mapping[str, Mapping[str, Any]], problem: str) -> str | 
         return None
     listed = ", ".join(f"{opt} {100 * s:.1f} %" for opt, s in shares.items())
     return f"{problem}: failed trials after trial {WARMUP_TRIALS}: {listed}"
+
+
+def timing_table(timing: Mapping[str, Mapping[str, Mapping[str, Any]]], history: int) -> str:
+    """CPU seconds per suggestion after ``history`` trials: median (p95) per q and problem."""
+    columns = sorted({(q, p) for by_opt in timing.values() for q in by_opt for p in by_opt[q]})
+    rows = []
+    for optimizer, by_q in timing.items():
+        cells = []
+        for q, problem in columns:
+            cell = by_q.get(q, {}).get(problem)
+            cells.append(
+                f"{_seconds(cell['cpu_s_median'])} ({_seconds(cell['cpu_s_p95'])})" if cell else "-"
+            )
+        rows.append([optimizer, *cells])
+    headers = ["optimizer", *(f"{p} {q}" for q, p in columns)]
+    return "\n\n".join(
+        [
+            f"### CPU seconds per suggestion with {history} finished trials, median (p95) "
+            "(q=5: the 5 calls of one round, 0-4 pending)",
+            markdown_table(headers, rows),
+        ]
+    )
 
 
 def _seconds(value: float | None) -> str:

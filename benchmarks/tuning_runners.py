@@ -65,6 +65,8 @@ class Driver(Protocol):
 
     def tell(self, handle: Any, value: float | None) -> None: ...
 
+    def preload(self, trials: Sequence[tuple[Params, float | None]]) -> None: ...
+
 
 def run_study(problem: Problem, driver: Driver, *, budget: int, q: int, seed: int) -> RunRecord:
     """``budget`` trials of ``problem`` in synchronous rounds of ``q`` (module docstring)."""
@@ -126,6 +128,12 @@ class MlengineDriver:
             asked.append((self._register(params), params, cpu))  # pending for the next call
         return asked
 
+    def preload(self, trials: Sequence[tuple[Params, float | None]]) -> None:
+        """Add finished trials to the study without asking for them (timing runs)."""
+        from mlengine.tuning.base import Trial
+
+        self.history.extend(Trial(params, value) for params, value in trials)
+
     def _register(self, params: Params) -> int:
         handle, self.asked = self.asked, self.asked + 1
         self.pending[handle] = params
@@ -146,6 +154,8 @@ class OptunaParam:
 
     distribution: Any
     to_value: Callable[[Any], Any]
+    #: The inverse of ``to_value``: our value as optuna's (to preload a history).
+    to_optuna: Callable[[Any], Any] = lambda value: value
 
 
 def optuna_param(spec: ParameterSpec) -> OptunaParam:
@@ -167,13 +177,14 @@ def optuna_param(spec: ParameterSpec) -> OptunaParam:
     mirror = scale == "UNIT_REVERSE_LOG_SCALE"
     if kind == "INTEGER":
         lo, hi = int(low), int(high)
-        return OptunaParam(
-            IntDistribution(lo, hi, log=log), (lambda w: lo + hi - int(w)) if mirror else int
-        )
-    return OptunaParam(
-        FloatDistribution(low, high, log=log),
-        (lambda w: min(max(low + high - float(w), low), high)) if mirror else float,
-    )
+        if mirror:
+            flip = lambda w: lo + hi - int(w)  # noqa: E731
+            return OptunaParam(IntDistribution(lo, hi, log=True), flip, flip)
+        return OptunaParam(IntDistribution(lo, hi, log=log), int)
+    if mirror:
+        flip_float = lambda w: min(max(low + high - float(w), low), high)  # noqa: E731
+        return OptunaParam(FloatDistribution(low, high, log=True), flip_float, flip_float)
+    return OptunaParam(FloatDistribution(low, high, log=log), float)
 
 
 def _discrete_param(values: list[float], scale: str) -> OptunaParam:
@@ -208,6 +219,21 @@ class OptunaDriver:
             asked.append((trial, params, cpu))
         return asked
 
+    def preload(self, trials: Sequence[tuple[Params, float | None]]) -> None:
+        """Add finished trials to the study without asking for them (timing runs)."""
+        from optuna.trial import TrialState, create_trial
+
+        for params, value in trials:
+            ok = value is not None and math.isfinite(value)
+            self.study.add_trial(
+                create_trial(
+                    params={n: p.to_optuna(params[n]) for n, p in self.params.items()},
+                    distributions=self.distributions,
+                    value=value if ok else None,
+                    state=TrialState.COMPLETE if ok else TrialState.FAIL,
+                )
+            )
+
     def tell(self, handle: Any, value: float | None) -> None:
         from optuna.trial import TrialState
 
@@ -238,6 +264,29 @@ def make_driver(name: str, problem: Problem, seed: int, style: str = "pending") 
         torch.set_num_threads(1)
         return OptunaDriver(optuna.samplers.GPSampler(seed=seed), problem.specs)
     raise KeyError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
+
+
+def time_suggestions(
+    problem: Problem, optimizer: str, q: int, seed: int, history: int, style: str = "pending"
+) -> list[float]:
+    """CPU seconds of the suggestion calls of one round of ``q`` after ``history`` trials.
+
+    The history is ``history`` uniformly random points of ``problem`` with their reported
+    values (seeded by ``seed``), preloaded without timing; then one round of ``q`` is asked
+    (with the "pending" style: ``q`` calls, the i-th with i pending trials).
+    """
+    from mlengine.tuning.random_search import RandomSearch
+    from mlengine.tuning.space import SearchSpace
+
+    space = SearchSpace.from_spec(list(problem.specs))
+    points = RandomSearch().suggest(
+        space, maximize=False, history=[], pending=[], count=history, seed=seed + 10_000
+    )
+    noise = np.random.default_rng([seed, 7919])
+    trials = [(params, problem.evaluate(params, noise)[0]) for params in points]
+    driver = make_driver(optimizer, problem, seed, style)
+    driver.preload(trials)
+    return [cpu for _, _, cpu in driver.ask(q)]
 
 
 def run_one(

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from mlengine.tuning.base import Suggester, Trial
-from mlengine.tuning.bayesian import BayesianOptimizer
+from mlengine.tuning.bayesian import BayesianConfig, BayesianOptimizer, warp_outputs
+from mlengine.tuning.gp import GaussianProcess, GPPrior, Hyperparameters
 from mlengine.tuning.random_search import RandomSearch
 from mlengine.tuning.space import Dimension, DimensionKind, Params, SearchSpace
 
@@ -149,6 +150,77 @@ def test_batch_of_five_is_distinct_and_spread_out(branin_history: list[Trial]) -
     distances = np.linalg.norm(x[:, None, :] - x[None, :, :], axis=2)
     assert len({BRANIN_SPACE.key(p) for p in suggestions}) == 5
     assert distances[np.triu_indices(5, k=1)].min() > 0.02
+
+
+@pytest.mark.parametrize("pure_exploration", [True, False])
+def test_batch_does_not_collapse_either_way(
+    branin_history: list[Trial], pure_exploration: bool
+) -> None:
+    # One call for five (pure exploration or UCB on fantasies after the first), and five calls
+    # for one each with the earlier ones pending (how the service fills freed slots).
+    optimizer = BayesianOptimizer(BayesianConfig(pure_exploration=pure_exploration))
+    joint = optimizer.suggest(
+        BRANIN_SPACE, maximize=False, history=branin_history, pending=[], count=5, seed=2
+    )
+    one_by_one: list[Params] = []
+    for _ in range(5):
+        one_by_one += optimizer.suggest(
+            BRANIN_SPACE,
+            maximize=False,
+            history=branin_history,
+            pending=one_by_one,
+            count=1,
+            seed=2,
+        )
+    for batch in (joint, one_by_one):
+        x = BRANIN_SPACE.encode_many(batch)
+        distances = np.linalg.norm(x[:, None, :] - x[None, :, :], axis=2)
+        assert len({BRANIN_SPACE.key(p) for p in batch}) == 5
+        assert distances[np.triu_indices(5, k=1)].min() > 0.02
+
+
+def test_mixed_space_suggestions_are_deterministic() -> None:
+    history = run_study(
+        BayesianOptimizer(), MIXED_SPACE, mixed_objective, trials=10, seed=6, batch=2
+    )
+    pending = MIXED_SPACE.sample(np.random.default_rng(1), 2)
+    calls = [
+        BayesianOptimizer().suggest(
+            MIXED_SPACE, maximize=False, history=history, pending=pending, count=3, seed=6
+        )
+        for _ in range(2)
+    ]
+    assert calls[0] == calls[1]
+    keys = {MIXED_SPACE.key(p) for p in [*(t.params for t in history), *pending, *calls[0]]}
+    assert len(keys) == 15
+
+
+def test_log_tail_warping_keeps_the_order_and_the_good_half_readable() -> None:
+    y = np.array([0.0, 1.0, 2.0, 3.0, 4.0, -1000.0])  # higher is better; one diverged run
+    z = warp_outputs(y, "log_tail")
+    assert list(np.argsort(z)) == list(np.argsort(y))
+    assert abs(float(np.mean(z))) < 1e-9 and abs(float(np.std(z)) - 1.0) < 1e-9
+    plain = warp_outputs(y, "none")
+    # The good values stay well apart instead of being squashed by the outlier.
+    assert z[4] - z[0] > 0.5 > 10 * (plain[4] - plain[0])
+
+
+@pytest.mark.parametrize("mean_variance", [0.0, 1.0])
+def test_gp_far_from_data_reverts_to_its_mean(mean_variance: float) -> None:
+    x = np.array([[0.1], [0.15], [0.2], [0.9]])
+    y = np.array([1.0, 1.1, 0.9, -3.0])
+    hyper = Hyperparameters(np.array([0.05]), 1.0, 1e-6, mean_variance)
+    gp = GaussianProcess(x, y, np.array([0], dtype=np.int64), hyper)
+    mean, std = gp.predict(np.array([[0.55]]))
+    if mean_variance == 0.0:
+        assert abs(float(mean[0])) < 1e-3
+        assert abs(float(std[0]) - 1.0) < 1e-3
+    else:
+        # The integrated constant mean is the GLS average: the three clustered points count
+        # about as much as the lone one.
+        assert -1.5 < float(mean[0]) < 0.0
+        assert float(std[0]) > 1.0
+    assert GPPrior().mean_variance == 1.0
 
 
 def test_pending_points_are_never_repeated() -> None:

@@ -35,9 +35,6 @@ _LOG_2PI = math.log(2.0 * math.pi)
 # Jitter added to the kernel diagonal when a Cholesky factorisation fails, relative to the
 # signal variance; tried in increasing order.
 _JITTERS = (0.0, 1e-8, 1e-6, 1e-4, 1e-2)
-# Variance of the Gaussian prior on the constant mean (outputs are standardised, so 1 is wide
-# enough while keeping the mean from drifting when the length-scales are long).
-_MEAN_PRIOR_VARIANCE = 1.0
 
 
 @dataclass(frozen=True)
@@ -62,6 +59,10 @@ class GPPrior:
     noise_log_median: float = math.log(1e-3)
     noise_log_std: float = 2.0
     noise_bounds: tuple[float, float] = (1e-6, 1.0)
+    # Variance of the Gaussian prior on the constant mean (outputs are standardised, so 1 is
+    # wide). 0 fixes the mean at 0, the average of the standardised outputs: more exploration of
+    # unseen regions, but measured worse overall (docs/tuning.md, "Benchmark").
+    mean_variance: float = 1.0
 
     def location_and_scale(self, categorical: BoolArray) -> tuple[FloatArray, FloatArray]:
         """Means and standard deviations of the log hyper-parameters (the MAP parameters).
@@ -87,6 +88,7 @@ class Hyperparameters:
     lengthscales: FloatArray
     signal_variance: float
     noise_variance: float
+    mean_variance: float = 1.0
 
     def to_vector(self) -> FloatArray:
         return np.concatenate(
@@ -98,11 +100,12 @@ class Hyperparameters:
         )
 
     @staticmethod
-    def from_vector(theta: FloatArray) -> Hyperparameters:
+    def from_vector(theta: FloatArray, mean_variance: float) -> Hyperparameters:
         return Hyperparameters(
             lengthscales=np.exp(theta[:-2]),
             signal_variance=float(math.exp(theta[-2])),
             noise_variance=float(math.exp(theta[-1])),
+            mean_variance=mean_variance,
         )
 
 
@@ -154,7 +157,7 @@ class GaussianProcess:
         self.hyper = hyper
         self._xs = _scaled(x, groups, hyper.lengthscales)
         s2 = hyper.signal_variance
-        k = s2 * _matern52(_sq_dist(self._xs, self._xs)) + _MEAN_PRIOR_VARIANCE
+        k = s2 * _matern52(_sq_dist(self._xs, self._xs)) + hyper.mean_variance
         k[np.diag_indices_from(k)] += hyper.noise_variance
         self._chol = _cholesky(k, s2)
         self._alpha: FloatArray = linalg.cho_solve((self._chol, True), y)
@@ -168,7 +171,7 @@ class GaussianProcess:
         kq = self._cross(xq)
         mean: FloatArray = kq @ self._alpha
         v = linalg.solve_triangular(self._chol, kq.T, lower=True, check_finite=False)
-        prior_var = self.hyper.signal_variance + _MEAN_PRIOR_VARIANCE
+        prior_var = self.hyper.signal_variance + self.hyper.mean_variance
         var = prior_var - np.sum(v * v, axis=0)
         std: FloatArray = np.sqrt(np.maximum(var, 1e-12 * prior_var))
         return mean, std
@@ -192,7 +195,8 @@ class GaussianProcess:
     def _cross(self, xq: FloatArray) -> FloatArray:
         xqs = _scaled(xq, self.groups, self.hyper.lengthscales)
         out: FloatArray = (
-            self.hyper.signal_variance * _matern52(_sq_dist(xqs, self._xs)) + _MEAN_PRIOR_VARIANCE
+            self.hyper.signal_variance * _matern52(_sq_dist(xqs, self._xs))
+            + self.hyper.mean_variance
         )
         return out
 
@@ -208,7 +212,12 @@ def _group_sq_diffs(x: FloatArray, groups: IntArray, n_groups: int) -> FloatArra
 
 
 def _make_objective(
-    x: FloatArray, y: FloatArray, groups: IntArray, mus: FloatArray, stds: FloatArray
+    x: FloatArray,
+    y: FloatArray,
+    groups: IntArray,
+    mus: FloatArray,
+    stds: FloatArray,
+    mean_variance: float,
 ) -> Callable[[FloatArray], tuple[float, FloatArray]]:
     """Negative (log marginal likelihood + log prior) and its gradient in log-parameters.
 
@@ -228,7 +237,7 @@ def _make_objective(
         r = np.sqrt(np.maximum(sq_scaled, 0.0))
         e = np.exp(-_SQRT5 * r)
         corr = (1.0 + _SQRT5 * r + (5.0 / 3.0) * sq_scaled) * e
-        k = s2 * corr + _MEAN_PRIOR_VARIANCE + noise * eye
+        k = s2 * corr + mean_variance + noise * eye
         try:
             chol = np.linalg.cholesky(k)
         except np.linalg.LinAlgError:
@@ -269,7 +278,7 @@ def fit_gp(
     prior = prior or GPPrior()
     n_groups = categorical.size
     median, stds = prior.location_and_scale(categorical)
-    objective = _make_objective(x, y, groups, median, stds)
+    objective = _make_objective(x, y, groups, median, stds, prior.mean_variance)
     bounds = (
         [tuple(math.log(b) for b in prior.lengthscale_bounds)] * n_groups
         + [tuple(math.log(b) for b in prior.signal_bounds)]
@@ -290,4 +299,5 @@ def fit_gp(
         )
         if np.isfinite(result.fun) and result.fun < best_value:
             best_theta, best_value = np.asarray(result.x, dtype=np.float64), float(result.fun)
-    return GaussianProcess(x, y, groups, Hyperparameters.from_vector(best_theta))
+    hyper = Hyperparameters.from_vector(best_theta, prior.mean_variance)
+    return GaussianProcess(x, y, groups, hyper)
