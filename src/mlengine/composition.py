@@ -21,8 +21,16 @@ from mlengine.services.operations import OperationService
 from mlengine.services.packages import PackageService
 from mlengine.services.run_preparation import RunPreparer
 from mlengine.services.version_files import VersionFiles
+from mlengine.serving.batching import BatchSettings
 from mlengine.serving.check_version import SubprocessModelChecker, check_by_file_names
+from mlengine.serving.dataplane import PredictionApp, default_loader
+from mlengine.serving.registry_source import StoreVersionSource
+from mlengine.serving.versions import CachedVersionSource
 from mlengine.stores.sql import SqlMetadataStore
+
+#: How long the server's data plane trusts a resolved model/version (a default-version
+#: change is seen within this time; each request is answered by one version either way).
+PREDICT_CACHE_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -39,10 +47,12 @@ class Runtime:
     scheduler: Scheduler
     models: ModelService
     deployer: VersionDeployer
+    prediction: PredictionApp
 
     def close(self) -> None:
         self.scheduler.close()
         self.deployer.close()
+        self.prediction.close()
         self.store.close()
 
 
@@ -63,7 +73,14 @@ def build_runtime(settings: Settings) -> Runtime:
     jobs = JobService(store, check_packages=packages.check)
     scheduler = Scheduler(store, executor, preparer, base_env=_replica_base_env())
     files = VersionFiles(artifacts, settings.home / "work" / "deploy")
-    deployer = VersionDeployer(store, files, _model_checker(settings))
+    deployer = VersionDeployer(store, files, _model_checker(settings, artifacts))
+    source = StoreVersionSource(store, artifacts, allow_pickle=not settings.refuse_pickle)
+    prediction = PredictionApp(
+        CachedVersionSource(source, ttl_seconds=PREDICT_CACHE_SECONDS),
+        default_loader(settings.predict_threads),
+        batch=BatchSettings(settings.predict_batch_rows, settings.predict_batch_wait_ms / 1000),
+        max_body_bytes=settings.max_predict_bytes,
+    )
     return Runtime(
         settings=settings,
         store=store,
@@ -75,15 +92,19 @@ def build_runtime(settings: Settings) -> Runtime:
         scheduler=scheduler,
         models=ModelService(store, files),
         deployer=deployer,
+        prediction=prediction,
     )
 
 
-def _model_checker(settings: Settings) -> ModelChecker:
-    """How versions are validated: load them in a subprocess (the default), or — only for
-    tests while no predictor is installed — detect the framework from file names."""
+def _model_checker(settings: Settings, artifacts: ArtifactStore) -> ModelChecker:
+    """How versions are validated: load them in a subprocess (the default; it also compiles
+    them to ONNX where verified safe), or — only for tests while no predictor is installed —
+    detect the framework from file names."""
     if settings.model_check == "files":
         return check_by_file_names
-    return SubprocessModelChecker(env=_replica_base_env())
+    return SubprocessModelChecker(
+        env=_replica_base_env(), allow_pickle=not settings.refuse_pickle, artifacts=artifacts
+    )
 
 
 def _replica_base_env() -> dict[str, str]:

@@ -31,6 +31,14 @@ model_check             MLENGINE_MODEL_CHECK        ``load``: versions are valid
                                                     loading them in a subprocess; ``files``
                                                     (TEST-ONLY) detects the framework from
                                                     file names without loading anything
+max_predict_bytes       MLENGINE_MAX_PREDICT_BYTES  ``1572864`` (1.5 MB): larger predict bodies
+                                                    get 413 before they are read
+refuse_pickle           MLENGINE_REFUSE_PICKLE      false; true refuses pickle-based model
+                                                    formats (they run code when loaded)
+predict_threads         MLENGINE_PREDICT_THREADS    ``1``: threads one model call may use
+predict_batch_rows      MLENGINE_PREDICT_BATCH_ROWS ``64``: most instances per model call
+predict_batch_wait_ms   MLENGINE_PREDICT_BATCH_WAIT ``2``: longest wait for more requests
+                        _MS                         under concurrency (0: never wait)
 ======================  ==========================  =========================================
 """
 
@@ -50,6 +58,8 @@ DEFAULT_PORT = 8570
 DEFAULT_SCHEDULER_INTERVAL = 0.5
 DEFAULT_MAX_REQUEST_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_PACKAGE_BYTES = 100 * 1024 * 1024
+#: The v1 service's payload limit for predict requests.
+DEFAULT_MAX_PREDICT_BYTES = 1_572_864
 #: How versions are validated before they become READY (see ``model_check`` above).
 MODEL_CHECKS = ("load", "files")
 
@@ -70,6 +80,11 @@ _ENV = {
     "max_request_bytes": "MLENGINE_MAX_REQUEST_BYTES",
     "max_package_bytes": "MLENGINE_MAX_PACKAGE_BYTES",
     "model_check": "MLENGINE_MODEL_CHECK",
+    "max_predict_bytes": "MLENGINE_MAX_PREDICT_BYTES",
+    "refuse_pickle": "MLENGINE_REFUSE_PICKLE",
+    "predict_threads": "MLENGINE_PREDICT_THREADS",
+    "predict_batch_rows": "MLENGINE_PREDICT_BATCH_ROWS",
+    "predict_batch_wait_ms": "MLENGINE_PREDICT_BATCH_WAIT_MS",
 }
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -95,6 +110,11 @@ class Settings:
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     max_package_bytes: int = DEFAULT_MAX_PACKAGE_BYTES
     model_check: str = MODEL_CHECKS[0]
+    max_predict_bytes: int = DEFAULT_MAX_PREDICT_BYTES
+    refuse_pickle: bool = False
+    predict_threads: int = 1
+    predict_batch_rows: int = 64
+    predict_batch_wait_ms: float = 2.0
 
     def __post_init__(self) -> None:
         if self.model_check not in MODEL_CHECKS:
@@ -173,14 +193,23 @@ def _config_file(env: Mapping[str, str], home: Path) -> dict[str, Any]:
 
 def _coerce(values: dict[str, Any]) -> dict[str, Any]:
     out = dict(values)
-    for key in ("insecure", "strict_placement"):
+    for key in ("insecure", "strict_placement", "refuse_pickle"):
         if isinstance(out.get(key), str):
             out[key] = out[key].strip().lower() in _TRUE
-    for key in ("port", "max_local_replicas", "max_request_bytes", "max_package_bytes"):
+    for key in (
+        "port",
+        "max_local_replicas",
+        "max_request_bytes",
+        "max_package_bytes",
+        "max_predict_bytes",
+        "predict_threads",
+        "predict_batch_rows",
+    ):
         if key in out:
             out[key] = int(out[key])
-    if "scheduler_interval" in out:
-        out["scheduler_interval"] = float(out["scheduler_interval"])
+    for key in ("scheduler_interval", "predict_batch_wait_ms"):
+        if key in out:
+            out[key] = float(out[key])
     if isinstance(out.get("auth_tokens"), str):
         out["auth_tokens"] = tuple(t.strip() for t in out["auth_tokens"].split(",") if t.strip())
     elif isinstance(out.get("auth_tokens"), list):

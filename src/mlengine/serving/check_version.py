@@ -8,6 +8,11 @@ line::
 
     {"framework": "SCIKIT_LEARN", "probe": "ok"}        (or "probe": "skipped")
 
+With ``--compile-to DIR`` a scikit-learn, XGBoost or LightGBM model is also compiled to
+ONNX there when ``serving/compiled.py`` verifies it equal on a probe set (``"compiled":
+"yes"``, ``"compileReason"``); :class:`SubprocessModelChecker` publishes such a folder to
+``compiled/<digest>/`` in the artifact store, where the data plane looks for it.
+
 On failure it prints the reason on stderr and exits non-zero (1: the model does not load or
 predict; 2: bad arguments; 3: the predictor module is not installed).
 
@@ -29,10 +34,12 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mlengine.artifacts.store import ArtifactStore
 from mlengine.domain.errors import FailedPrecondition
 
 #: How long a load + probe may take before the version fails.
@@ -55,6 +62,17 @@ FILE_FRAMEWORKS = (
     ("model.txt", "LIGHTGBM"),
 )
 EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE = 1, 2, 3
+#: Frameworks whose models may be compiled to ONNX at deployment (``serving/compiled.py``);
+#: all of them load through pickles or native boosters, so only with pickles allowed.
+COMPILABLE = frozenset({"SCIKIT_LEARN", "XGBOOST", "LIGHTGBM"})
+#: Where compiled models are kept in the artifact store: ``compiled/<version digest>/``.
+COMPILED_PREFIX = "compiled"
+
+
+def compiled_prefix(model_dir: Path) -> str:
+    """The artifact prefix of the compiled form of the version published at ``model_dir``
+    (its last path part is the copy's content digest)."""
+    return f"{COMPILED_PREFIX}/{model_dir.name}"
 
 
 class SubprocessModelChecker:
@@ -71,18 +89,31 @@ class SubprocessModelChecker:
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
         allow_pickle: bool = True,
         env: dict[str, str] | None = None,
+        artifacts: ArtifactStore | None = None,
     ) -> None:
         self._python = python
         self._timeout = timeout
         self._allow_pickle = allow_pickle
         self._env = env
+        self._artifacts = artifacts
 
     def __call__(self, model_dir: Path, framework: str | None) -> str:
+        with tempfile.TemporaryDirectory(prefix="mlengine-compile-") as scratch:
+            compile_to = Path(scratch) / "compiled"
+            stdout = self._run(model_dir, framework, compile_to)
+            result = _result_of(stdout)
+            if self._artifacts is not None and result.get("compiled") == "yes":
+                self._artifacts.put_tree(compiled_prefix(model_dir), compile_to)
+        return str(result["framework"])
+
+    def _run(self, model_dir: Path, framework: str | None, compile_to: Path) -> str:
         argv = [self._python, "-m", "mlengine.serving.check_version", str(model_dir)]
         if framework:
             argv += ["--framework", framework]
         if self._allow_pickle:
             argv.append("--allow-pickle")
+        if self._artifacts is not None:
+            argv += ["--compile-to", str(compile_to)]
         env = dict(os.environ if self._env is None else self._env)
         env.setdefault("OMP_NUM_THREADS", "1")
         try:
@@ -99,7 +130,7 @@ class SubprocessModelChecker:
                 f"The model could not be loaded: {_reason(done.stderr, done.returncode)}",
                 field="deploymentUri",
             )
-        return _framework_of(done.stdout)
+        return done.stdout
 
 
 def check_by_file_names(model_dir: Path, framework: str | None) -> str:
@@ -125,11 +156,13 @@ def _reason(stderr: str, code: int) -> str:
     return "\n".join(lines[-REASON_LINES:]) or f"the checker exited with status {code}"
 
 
-def _framework_of(stdout: str) -> str:
+def _result_of(stdout: str) -> dict[str, str]:
     try:
         result = json.loads(stdout.strip().splitlines()[-1])
-        return str(result["framework"])
-    except (IndexError, ValueError, KeyError, TypeError):
+        if not isinstance(result, dict) or "framework" not in result:
+            raise ValueError("no framework")
+        return {str(k): str(v) for k, v in result.items()}
+    except (IndexError, ValueError, TypeError):
         raise FailedPrecondition(
             f"The model checker printed no result: {stdout.strip()[-500:]!r}.",
             field="deploymentUri",
@@ -149,6 +182,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--prediction-class", default=None)
     parser.add_argument("--package", action="append", default=[], type=Path)
     parser.add_argument("--allow-pickle", action="store_true")
+    parser.add_argument(
+        "--compile-to",
+        type=Path,
+        default=None,
+        help="also compile the model to ONNX here when that is verified safe",
+    )
     return parser
 
 
@@ -174,7 +213,14 @@ def check(args: argparse.Namespace) -> dict[str, str]:
     if instances is not None:
         predictor.predict(instances)
         probe = "ok"
-    return {"framework": str(getattr(framework, "value", framework)), "probe": probe}
+    name = str(getattr(framework, "value", framework))
+    result = {"framework": name, "probe": probe}
+    if args.compile_to is not None and name in COMPILABLE and args.allow_pickle:
+        compiled: Any = importlib.import_module("mlengine.serving.compiled")
+        outcome = compiled.compile_model(args.model_dir, args.compile_to, framework=name)
+        result["compiled"] = "yes" if outcome.path is not None else "no"
+        result["compileReason"] = outcome.reason
+    return result
 
 
 def main(argv: Sequence[str] | None = None) -> int:

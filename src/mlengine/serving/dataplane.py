@@ -34,6 +34,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
@@ -78,10 +79,24 @@ Loader = Callable[[DeployedVersion], Predictor]
 
 
 def default_loader(threads: int = 1) -> Loader:
-    """Loads with :func:`mlengine.serving.predictor.load_predictor` (imported on first use)."""
+    """Loads the compiled ONNX form when the deployer made one (``serving/compiled.py``),
+    else with :func:`mlengine.serving.predictor.load_predictor` (imported on first use)."""
 
     def load(version: DeployedVersion) -> Predictor:
         # By name: the framework loaders (and numpy, pandas …) load on first use only.
+        compiled_dir = version.extra.get("compiled_dir")
+        if compiled_dir and version.framework:
+            load_compiled = importlib.import_module("mlengine.serving.compiled").load_compiled
+            try:
+                fast: Predictor = load_compiled(
+                    version.model_dir,
+                    Path(compiled_dir),
+                    framework=version.framework,
+                    threads=threads,
+                )
+                return fast
+            except MlEngineError as exc:  # stale or foreign file: serve the original
+                LOG.warning("not using the compiled %s: %s", version.name, exc.message)
         load_predictor = importlib.import_module("mlengine.serving.predictor").load_predictor
         loaded: Predictor = load_predictor(
             version.model_dir,

@@ -5,6 +5,8 @@ default version when none is named, and only READY versions. The version's files
 immutable copy the deployer made in the artifact store (``VersionRuntime.artifact``); on an
 fsspec artifact root they are downloaded once into a local cache. The revision that keys
 loaded predictors is the copy's content digest, so a re-deployed version is loaded afresh.
+When the deployer compiled the version to ONNX (``compiled/<digest>/``), the data plane is
+told where (``extra["compiled_dir"]``) and serves that instead (``serving/compiled.py``).
 """
 
 from __future__ import annotations
@@ -12,8 +14,12 @@ from __future__ import annotations
 from mlengine.artifacts.store import ArtifactStore
 from mlengine.domain.errors import FailedPrecondition
 from mlengine.domain.resources import VersionState
+from mlengine.serving.check_version import compiled_prefix
 from mlengine.serving.versions import DeployedVersion
 from mlengine.stores.base import MetadataStore
+
+#: The file ``serving/compiled.py`` writes (kept in step with it; imported lazily there).
+COMPILED_FILE = "model.onnx"
 
 
 class StoreVersionSource:
@@ -57,6 +63,10 @@ class StoreVersionSource:
                 field="name",
             )
         model_dir = self._artifacts.local_path(runtime.artifact, field="deploymentUri")
+        extra: dict[str, str] = {}
+        compiled = compiled_prefix(model_dir)
+        if self._allow_pickle and self._artifacts.exists(f"{compiled}/{COMPILED_FILE}"):
+            extra["compiled_dir"] = str(self._artifacts.local_path(compiled))
         return DeployedVersion(
             name=str(stored.version.name),
             model_dir=model_dir,
@@ -65,4 +75,5 @@ class StoreVersionSource:
             package_paths=(),
             revision=runtime.sha256 or runtime.artifact,
             allow_pickle=self._allow_pickle,
+            extra=extra,
         )
