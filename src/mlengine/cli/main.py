@@ -18,9 +18,12 @@ from mlengine.cli.errors import run_cli
 COMMANDS: dict[str, str] = {
     "jobs": "mlengine.cli.jobs:jobs",
     "local": "mlengine.cli.local:local",
+    "models": "mlengine.cli.models:models",
     "operations": "mlengine.cli.operations:operations",
+    "predict": "mlengine.cli.predict:predict",
     "serve": "mlengine.cli.serve:serve",
     "server": "mlengine.cli.server:server",
+    "versions": "mlengine.cli.versions:versions",
 }
 
 
@@ -45,7 +48,8 @@ class LazyGroup(click.Group):
 def cli() -> None:
     """mlengine: train, tune, deploy and serve models on your own machines.
 
-    Mirrors `gcloud ml-engine`: `mlengine local train …` runs a trainer package here.
+    Mirrors `gcloud ml-engine`: `mlengine local train …` runs a trainer package here;
+    `mlengine models`, `versions` and `predict` deploy models and ask them.
     """
 
 

@@ -14,13 +14,16 @@ and the field at fault. A server that cannot be reached raises ``Unavailable`` n
         for entry in client.follow_logs("j1"):
             print(entry["message"])
         client.get_job("j1")["state"]
+        client.create_model("census")
+        client.create_version("census", "v1", deployment_uri="/srv/census/1", wait=True)
+        client.predict("census", [[1.0, 2.0]])["predictions"]
 """
 
 from __future__ import annotations
 
 import html
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -398,6 +401,190 @@ class Client:
                 )
             time.sleep(poll_interval)
 
+    # -- models -------------------------------------------------------------------------
+
+    def model_name(self, model: str) -> str:
+        """``projects/{p}/models/{m}`` for a bare id; a full name is kept as given."""
+        return model if model.startswith("projects/") else f"projects/{self.project}/models/{model}"
+
+    def version_name(self, model: str, version: str) -> str:
+        """``projects/{p}/models/{m}/versions/{v}``; a full version name is kept as given."""
+        if version.startswith("projects/"):
+            return version
+        return f"{self.model_name(model)}/versions/{version}"
+
+    def create_model(self, model: str | Mapping[str, Any], **fields: Any) -> Body:
+        """models.create: ``model`` is the bare id (or a whole Model body); ``fields`` are
+        more Model fields, in snake_case or wire form (``description=…``, ``labels={…}``,
+        ``regions=[…]``, ``online_prediction_logging=True``). Returns the Model."""
+        body = _resource_body(model, fields)
+        return self.request("POST", f"/v1/projects/{self.project}/models", json=body)
+
+    def get_model(self, model: str) -> Body:
+        """models.get: the Model, with ``defaultVersion`` once it has one."""
+        return self.request("GET", f"/v1/{self.model_name(model)}")
+
+    def list_models_page(
+        self,
+        filter: str | None = None,
+        page_size: int | None = None,
+        page_token: str | None = None,
+    ) -> Body:
+        """One page of models.list: ``{"models": [...], "nextPageToken": "..."}``."""
+        params = {"filter": filter, "pageSize": page_size, "pageToken": page_token}
+        return self.request("GET", f"/v1/projects/{self.project}/models", params=params)
+
+    def list_models(
+        self, filter: str | None = None, page_size: int | None = None
+    ) -> Iterator[Body]:
+        """Every model matching ``filter`` (``name:census*``, ``labels.team=x``), newest
+        first, fetching pages as the caller iterates."""
+        return self._walk(lambda token: self.list_models_page(filter, page_size, token), "models")
+
+    def delete_model(self, model: str, *, wait: bool = False, timeout: float | None = None) -> Body:
+        """models.delete (the model must have no versions): returns the Operation, or with
+        ``wait`` the done Operation (raising its error, as :meth:`wait_operation`)."""
+        operation = self.request("DELETE", f"/v1/{self.model_name(model)}")
+        return self._maybe_wait(operation, wait, timeout)
+
+    def patch_model(
+        self,
+        model: str,
+        body: Mapping[str, Any],
+        update_mask: str | Iterable[str],
+        *,
+        wait: bool = False,
+        timeout: float | None = None,
+    ) -> Body:
+        """models.patch: change the fields named by ``update_mask`` (``description``,
+        ``labels``, ``defaultVersion.name``) to their values in ``body``. Returns the
+        Operation (its ``response`` is the Model), done when ``wait``."""
+        operation = self.request(
+            "PATCH",
+            f"/v1/{self.model_name(model)}",
+            params={"updateMask": _mask(update_mask)},
+            json=dict(body),
+        )
+        return self._maybe_wait(operation, wait, timeout)
+
+    # -- versions -----------------------------------------------------------------------
+
+    def create_version(
+        self,
+        model: str,
+        version: str | Mapping[str, Any],
+        *,
+        wait: bool = False,
+        timeout: float | None = None,
+        **fields: Any,
+    ) -> Body:
+        """versions.create: ``version`` is the bare id (or a whole Version body); ``fields``
+        are more Version fields in snake_case or wire form (``deployment_uri="/srv/m"``,
+        ``framework="SCIKIT_LEARN"``, ``labels={…}``).
+
+        Returns the Operation; the server copies and loads the model in the background. With
+        ``wait`` returns the done Operation (``response`` is the READY Version) or raises the
+        reason the version FAILED.
+        """
+        body = _resource_body(version, fields)
+        operation = self.request("POST", f"/v1/{self.model_name(model)}/versions", json=body)
+        return self._maybe_wait(operation, wait, timeout)
+
+    def get_version(self, model: str, version: str) -> Body:
+        """versions.get: the Version, with ``state`` and ``isDefault``."""
+        return self.request("GET", f"/v1/{self.version_name(model, version)}")
+
+    def list_versions_page(
+        self,
+        model: str,
+        filter: str | None = None,
+        page_size: int | None = None,
+        page_token: str | None = None,
+    ) -> Body:
+        """One page of versions.list: ``{"versions": [...], "nextPageToken": "..."}``."""
+        params = {"filter": filter, "pageSize": page_size, "pageToken": page_token}
+        return self.request("GET", f"/v1/{self.model_name(model)}/versions", params=params)
+
+    def list_versions(
+        self, model: str, filter: str | None = None, page_size: int | None = None
+    ) -> Iterator[Body]:
+        """Every version of ``model`` matching ``filter`` (``state=READY``, ``name:v*``),
+        newest first, fetching pages as the caller iterates."""
+        return self._walk(
+            lambda token: self.list_versions_page(model, filter, page_size, token), "versions"
+        )
+
+    def delete_version(
+        self, model: str, version: str, *, wait: bool = False, timeout: float | None = None
+    ) -> Body:
+        """versions.delete: returns the Operation (the server removes the files in the
+        background), or with ``wait`` the done Operation."""
+        operation = self.request("DELETE", f"/v1/{self.version_name(model, version)}")
+        return self._maybe_wait(operation, wait, timeout)
+
+    def set_default_version(self, model: str, version: str) -> Body:
+        """versions.setDefault: make the (READY) version the model's default; returns it."""
+        return self.request("POST", f"/v1/{self.version_name(model, version)}:setDefault", json={})
+
+    def patch_version(
+        self,
+        model: str,
+        version: str,
+        body: Mapping[str, Any],
+        update_mask: str | Iterable[str],
+        *,
+        wait: bool = False,
+        timeout: float | None = None,
+    ) -> Body:
+        """versions.patch: change the fields named by ``update_mask`` (``description``,
+        ``labels``, ``requestLoggingConfig``, ``autoScaling.minNodes``,
+        ``manualScaling.nodes``). Returns the Operation (``response`` is the Version), done
+        when ``wait``."""
+        operation = self.request(
+            "PATCH",
+            f"/v1/{self.version_name(model, version)}",
+            params={"updateMask": _mask(update_mask)},
+            json=dict(body),
+        )
+        return self._maybe_wait(operation, wait, timeout)
+
+    # -- prediction ---------------------------------------------------------------------
+
+    def predict(
+        self, model: str, instances: Sequence[Any], version: str | None = None, **kwargs: Any
+    ) -> Body:
+        """projects.predict: ``{"predictions": [...]}``, one per instance, in order.
+
+        Without ``version`` the model's default version answers. ``kwargs`` become other
+        top-level request keys (``signature_name="serving_default"``, ``probabilities=True``
+        for scikit-learn classifiers, keys of a custom routine). A model that fails on the
+        instances raises ``InvalidArgument`` with the server's ``Prediction failed: …``.
+        """
+        target = self.model_name(model) if version is None else self.version_name(model, version)
+        body = {"instances": list(instances), **kwargs}
+        return self.request("POST", f"/v1/{target}:predict", json=body)
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _maybe_wait(self, operation: Body, wait: bool, timeout: float | None) -> Body:
+        if not wait:
+            return operation
+        if operation.get("done"):
+            if "error" in operation:
+                raise error_from_status(operation["error"], subject=operation.get("name"))
+            return operation
+        return self.wait_operation(str(operation["name"]), timeout=timeout)
+
+    @staticmethod
+    def _walk(fetch: Callable[[str | None], Body], key: str) -> Iterator[Body]:
+        token: str | None = None
+        while True:
+            page = fetch(token)
+            yield from page.get(key, [])
+            token = page.get("nextPageToken") or None
+            if token is None:
+                return
+
 
 class JobView:
     """A job for notebooks: the wire-form ``data`` plus an HTML repr and shortcuts."""
@@ -498,6 +685,22 @@ def _trial_columns(trials: Sequence[Mapping[str, Any]]) -> list[str]:
     for trial in trials:
         params.update(dict.fromkeys(trial.get("hyperparameters") or {}))
     return [*_TRIAL_FIELDS, *(p for p in params if p not in _TRIAL_FIELDS)]
+
+
+def _camel(key: str) -> str:
+    head, *rest = key.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def _resource_body(name_or_body: str | Mapping[str, Any], fields: Mapping[str, Any]) -> Body:
+    """``{"name": id}`` (or a copy of a body) plus ``fields`` with camelCased keys."""
+    body: Body = {"name": name_or_body} if isinstance(name_or_body, str) else dict(name_or_body)
+    body.update({_camel(k): v for k, v in fields.items()})
+    return body
+
+
+def _mask(update_mask: str | Iterable[str]) -> str:
+    return update_mask if isinstance(update_mask, str) else ",".join(update_mask)
 
 
 def _json_body(response: httpx.Response) -> Body:

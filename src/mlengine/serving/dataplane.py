@@ -10,8 +10,8 @@ version's :class:`~mlengine.serving.batching.MicroBatcher`, and the outputs seri
 Request rules (spec §3):
 
 * the body is a JSON object with an ``instances`` list (non-empty); other top-level keys go to
-  the model as keyword arguments (``signature_name`` is dropped for frameworks that have no
-  signatures);
+  the model as keyword arguments (``signature_name`` only for TensorFlow SavedModels; the
+  other frameworks have no signatures);
 * ``Content-Type`` must be JSON; a body over ``max_body_bytes`` (default 1.5 MB) gets 413 before
   it is read;
 * answers: 200 ``{"predictions": [...]}``, one per instance, in order; a model failure is 400
@@ -56,8 +56,8 @@ DEFAULT_MAX_BODY_BYTES = 1_572_864
 IDLE_UNLOAD_SECONDS = 300.0
 #: A version that failed to load is not tried again for this long (each request would).
 LOAD_FAILURE_SECONDS = 5.0
-#: Top-level keys never passed to a model.
-_DROPPED_KEYS = frozenset({"instances", "signature_name"})
+#: Top-level keys never passed to a model (``signature_name`` only reaches TensorFlow).
+_DROPPED_KEYS = frozenset({"instances"})
 
 PREDICT_PATH = re.compile(
     r"^/v1/projects/(?P<project>[^/:]+)/models/(?P<model>[^/:]+)"
@@ -183,6 +183,8 @@ class PredictionApp:
         instances, kwargs = _parse(raw)
         version = match.group("version")
         deployed = self._source.resolve(match.group("project"), match.group("model"), version)
+        if deployed.framework != "TENSORFLOW":
+            kwargs.pop("signature_name", None)  # only SavedModels have signatures
         loaded = await self._get(deployed)
         try:
             outputs = await loaded.batcher.predict(instances, kwargs)
