@@ -13,7 +13,9 @@ checker when the predictor module is importable.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable
+import io
+import tarfile
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from mlengine.domain.resources import VersionState
 from mlengine.scheduler.deployer import ModelChecker, VersionDeployer
 from mlengine.services.models import ModelService
 from mlengine.services.operations import OperationService
+from mlengine.services.packages import PackageService
 from mlengine.services.version_files import VersionFiles
 from mlengine.serving.check_version import check_by_file_names
 from mlengine.stores.sql import SqlMetadataStore
@@ -49,15 +52,73 @@ def sklearn_model_dir(folder: Path) -> Path:
     return folder
 
 
+#: A custom prediction routine for tests: ``from_path`` reads ``greeting.txt`` from the model
+#: directory; ``predict`` greets each instance, with ``punctuation`` from the request.
+ROUTINE_MODULE = """\
+import os
+
+
+class Greeter:
+    def __init__(self, greeting):
+        self.greeting = greeting
+
+    @classmethod
+    def from_path(cls, model_dir):
+        with open(os.path.join(model_dir, "greeting.txt")) as handle:
+            return cls(handle.read().strip())
+
+    def predict(self, instances, **kwargs):
+        mark = kwargs.get("punctuation", ".")
+        return [f"{self.greeting}, {name}{mark}" for name in instances]
+
+    def probe_instances(self):
+        return ["probe"]
+"""
+
+
+def build_sdist(name: str, version: str, modules: Mapping[str, str]) -> bytes:
+    """A hand-made sdist ``<name>-<version>.tar.gz`` of top-level ``modules`` (name → source),
+    installable offline by ``pip install --no-deps --no-build-isolation``."""
+    py_modules = sorted(module.removesuffix(".py") for module in modules)
+    files = {
+        "setup.py": (
+            "from setuptools import setup\n"
+            f"setup(name={name!r}, version={version!r}, py_modules={py_modules!r})\n"
+        ),
+        "PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        **modules,
+    }
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for relative, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(f"{name}-{version}/{relative}")
+            info.size, info.mtime, info.mode = len(data), 1_700_000_000, 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
 @dataclass
 class StandInChecker:
-    """Stand-in for loading a model: the framework from file names; records every call."""
+    """Stand-in for loading a model: the framework from file names; records every call
+    (``calls``: model folder and framework; ``routines``: prediction class and packages)."""
 
     calls: list[tuple[Path, str | None]] = field(default_factory=list)
+    routines: list[tuple[str | None, tuple[Path, ...]]] = field(default_factory=list)
 
-    def __call__(self, model_dir: Path, framework: str | None) -> str:
+    def __call__(
+        self,
+        model_dir: Path,
+        framework: str | None,
+        *,
+        prediction_class: str | None = None,
+        package_paths: Sequence[Path] = (),
+    ) -> str:
         self.calls.append((model_dir, framework))
-        return check_by_file_names(model_dir, framework)
+        self.routines.append((prediction_class, tuple(package_paths)))
+        return check_by_file_names(
+            model_dir, framework, prediction_class=prediction_class, package_paths=package_paths
+        )
 
 
 @dataclass
@@ -69,6 +130,7 @@ class Registry:
     models: ModelService
     operations: OperationService
     deployer: VersionDeployer
+    packages: PackageService
 
     def model_dir(self, name: str = "origin", files: dict[str, bytes] | None = None) -> Path:
         """A folder holding a (fake) scikit-learn model, or ``files``."""
@@ -112,16 +174,23 @@ def build_registry(
     store = SqlMetadataStore(f"sqlite:///{root}/mlengine.db")
     artifacts = ArtifactStore(root / "artifacts")
     files = VersionFiles(artifacts, root / "work")
+    packages = PackageService(artifacts, root / "cache" / "packages")
     options: dict[str, Any] = {} if clock is None else {"clock": clock}
     deployer = VersionDeployer(
-        store, files, check_model or StandInChecker(), workers=workers, **options
+        store,
+        files,
+        check_model or StandInChecker(),
+        packages=packages,
+        workers=workers,
+        **options,
     )
     return Registry(
         root=root,
         store=store,
         artifacts=artifacts,
         files=files,
-        models=ModelService(store, files, **options),
+        models=ModelService(store, files, packages=packages, **options),
         operations=OperationService(store),
         deployer=deployer,
+        packages=packages,
     )

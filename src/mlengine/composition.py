@@ -73,7 +73,7 @@ def build_runtime(settings: Settings) -> Runtime:
     jobs = JobService(store, check_packages=packages.check)
     scheduler = Scheduler(store, executor, preparer, base_env=_replica_base_env())
     files = VersionFiles(artifacts, settings.home / "work" / "deploy")
-    deployer = VersionDeployer(store, files, _model_checker(settings, artifacts))
+    deployer = VersionDeployer(store, files, _model_checker(settings, artifacts), packages=packages)
     source = StoreVersionSource(store, artifacts, allow_pickle=not settings.refuse_pickle)
     prediction = PredictionApp(
         CachedVersionSource(source, ttl_seconds=PREDICT_CACHE_SECONDS),
@@ -90,7 +90,7 @@ def build_runtime(settings: Settings) -> Runtime:
         jobs=jobs,
         operations=OperationService(store),
         scheduler=scheduler,
-        models=ModelService(store, files),
+        models=ModelService(store, files, packages=packages),
         deployer=deployer,
         prediction=prediction,
     )

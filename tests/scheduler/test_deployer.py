@@ -8,6 +8,7 @@ Most tests validate models with the STAND-IN checker of ``tests/registry.py`` (m
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import threading
@@ -29,9 +30,11 @@ from mlengine.serving import check_version
 from mlengine.serving.check_version import SubprocessModelChecker
 from tests.registry import (
     PROJECT,
+    ROUTINE_MODULE,
     Registry,
     StandInChecker,
     build_registry,
+    build_sdist,
     predictor_available,
     sklearn_model_dir,
 )
@@ -169,6 +172,85 @@ class TestCreate:
         assert registry.store.get_operation(operation["name"]) == done
 
 
+def deploy_routine(
+    registry: Registry, version_id: str, modules: dict[str, str], **fields: Any
+) -> dict[str, Any]:
+    """Stage an sdist of ``modules`` and deploy it as ``greeter.Greeter`` over a model
+    folder holding ``greeting.txt``; the finished operation."""
+    uri = registry.packages.stage("greeter-0.1.tar.gz", build_sdist("greeter", "0.1", modules))
+    origin = registry.model_dir(f"routine-{version_id}", {"greeting.txt": b"Hello"})
+    body = {"predictionClass": "greeter.Greeter", "packageUris": [uri], **fields}
+    return registry.deploy(version_id, origin=origin, **body)
+
+
+@pytest.mark.stand_in
+class TestCustomRoutines:
+    def test_a_routine_is_deployed_with_its_packages(self, tmp_path: Path) -> None:
+        checker = StandInChecker()
+        registry = build_registry(tmp_path, checker)
+        try:
+            registry.create_model()
+            local = tmp_path / "extra-1.0.tar.gz"
+            local.write_bytes(build_sdist("extra", "1.0", {"extra.py": "X = 1\n"}))
+            staged = registry.packages.stage(
+                "greeter-0.1.tar.gz", build_sdist("greeter", "0.1", {"greeter.py": ROUTINE_MODULE})
+            )
+            origin = registry.model_dir("routine", {"greeting.txt": b"Hello"})
+            operation = registry.deploy(
+                "v1",
+                origin=origin,
+                predictionClass="greeter.Greeter",
+                packageUris=[staged, str(local)],
+            )
+            assert operation["response"]["state"] == "READY", operation
+
+            runtime = registry.store.get_version(PROJECT, "census", "v1").runtime
+            assert runtime.framework == "CUSTOM"
+            prefix = f"models/{PROJECT}/census/v1/packages/"
+            staged_sha = staged.split("/")[-2]
+            assert runtime.packages == (
+                f"{prefix}{staged_sha}/greeter-0.1.tar.gz",
+                f"{prefix}{hashlib.sha256(local.read_bytes()).hexdigest()}/extra-1.0.tar.gz",
+            )
+            # The checker loaded the routine from the published copies, not the originals.
+            assert checker.calls == [(artifact_of(registry, "v1"), None)]
+            published = tuple(registry.artifacts.local_path(rel) for rel in runtime.packages)
+            assert checker.routines == [("greeter.Greeter", published)]
+            local.unlink()  # the original is irrelevant from now on
+            assert published[1].read_bytes().startswith(b"\x1f\x8b")
+
+            delete = registry.models.delete_version(PROJECT, "census", "v1")
+            registry.deployer.tick()
+            assert registry.store.get_operation(delete["name"])["done"]
+            assert registry.artifacts.list(f"models/{PROJECT}/census") == []
+        finally:
+            registry.close()
+
+    def test_a_package_gone_before_deployment_fails_the_version(self, registry: Registry) -> None:
+        uri = registry.packages.stage("greeter-0.1.tar.gz", build_sdist("greeter", "0.1", {}))
+        operation = registry.create_version(
+            "v1", predictionClass="greeter.Greeter", packageUris=[uri]
+        )
+        registry.artifacts.delete_tree("packages")  # removed behind the server's back
+        registry.deployer.tick()
+
+        done = registry.store.get_operation(operation["name"])
+        version = registry.store.get_version(PROJECT, "census", "v1")
+        assert version.state is VersionState.FAILED and version.runtime.packages == ()
+        assert version.version.error_message is not None
+        assert version.version.error_message.startswith("packageUris[0] ")
+        assert done["error"]["code"] == 3  # INVALID_ARGUMENT
+        assert registry.artifacts.list(f"models/{PROJECT}/census/v1") == []
+
+    def test_plain_models_may_ship_packages_too(self, registry: Registry) -> None:
+        """Pickles that refer to user code (spec: sklearn custom pipeline code)."""
+        uri = registry.packages.stage("extra-1.0.tar.gz", build_sdist("extra", "1.0", {}))
+        operation = registry.deploy("v1", packageUris=[uri])
+        assert operation["response"]["state"] == "READY", operation
+        runtime = registry.store.get_version(PROJECT, "census", "v1").runtime
+        assert runtime.framework == "SCIKIT_LEARN" and len(runtime.packages) == 1
+
+
 class _BlockingChecker(StandInChecker):
     """Holds every check until ``release`` is set (a slow model load)."""
 
@@ -177,10 +259,10 @@ class _BlockingChecker(StandInChecker):
         self.started = threading.Event()
         self.release = threading.Event()
 
-    def __call__(self, model_dir: Path, framework: str | None) -> str:
+    def __call__(self, model_dir: Path, framework: str | None, **routine: Any) -> str:
         self.started.set()
         assert self.release.wait(30)
-        return super().__call__(model_dir, framework)
+        return super().__call__(model_dir, framework, **routine)
 
 
 @pytest.mark.stand_in
@@ -289,6 +371,47 @@ class TestRealChecker:
             operation = registry.deploy("v1", origin=registry.model_dir())
             assert operation["error"]["code"] == 9, operation
             assert "could not be loaded" in operation["error"]["message"]
+        finally:
+            registry.close()
+
+
+@pytest.mark.skipif(not predictor_available(), reason="mlengine.serving.predictor is not there")
+class TestRealRoutineChecker:
+    """The routine is imported and built in the checker's subprocess, from its sdist."""
+
+    def test_a_routine_loads_and_the_version_is_ready(self, tmp_path: Path) -> None:
+        registry = build_registry(tmp_path, SubprocessModelChecker(timeout=120))
+        try:
+            registry.create_model()
+            operation = deploy_routine(registry, "v1", {"greeter.py": ROUTINE_MODULE})
+            assert operation["response"]["state"] == "READY", operation
+            runtime = registry.store.get_version(PROJECT, "census", "v1").runtime
+            assert runtime.framework == "CUSTOM" and len(runtime.packages) == 1
+        finally:
+            registry.close()
+
+    @pytest.mark.parametrize(
+        ("module", "reason"),
+        [
+            ("raise RuntimeError('no greeting today')\n", "no greeting today"),
+            ("class Greeter:\n    pass\n", "has no from_path"),
+            (ROUTINE_MODULE.replace("greeting.txt", "missing.txt"), "missing.txt"),
+        ],
+    )
+    def test_a_broken_routine_fails_the_version_with_the_reason(
+        self, tmp_path: Path, module: str, reason: str
+    ) -> None:
+        registry = build_registry(tmp_path, SubprocessModelChecker(timeout=120))
+        try:
+            registry.create_model()
+            operation = deploy_routine(registry, "v1", {"greeter.py": module})
+            version = registry.store.get_version(PROJECT, "census", "v1").version
+            assert version.state is VersionState.FAILED, operation
+            message = version.error_message or ""
+            assert message.startswith("The custom prediction routine could not be loaded")
+            assert reason in message
+            assert operation["error"]["code"] == 9 and operation["error"]["message"] == message
+            assert registry.artifacts.list(f"models/{PROJECT}/census/v1") == []
         finally:
             registry.close()
 

@@ -25,7 +25,7 @@ from mlengine.domain.errors import (
 from mlengine.domain.operations import EMPTY_TYPE, METADATA_TYPE, MODEL_TYPE, VERSION_TYPE
 from mlengine.domain.resources import VersionState
 from mlengine.services.version_files import VersionFiles
-from tests.registry import PROJECT, Registry, build_registry
+from tests.registry import PROJECT, Registry, build_registry, build_sdist
 
 pytestmark = pytest.mark.stand_in
 
@@ -262,19 +262,67 @@ class TestVersions:
         assert caught.value.field == field
         assert registry.models.list_versions(PROJECT, "census") == ([], None)
 
-    def test_containers_and_prediction_classes_are_not_supported_yet(
-        self, registry: Registry
-    ) -> None:
+    def test_containers_are_not_supported_yet(self, registry: Registry) -> None:
         container = {"name": "v1", "container": {"image": "img"}, "machineType": "n1-standard-2"}
-        routine = {
-            "name": "v2",
+        with pytest.raises(MlEngineError) as caught:
+            registry.models.create_version(PROJECT, "census", container)
+        assert caught.value.code is Code.UNIMPLEMENTED and caught.value.field == "container"
+
+    def test_a_prediction_class_with_staged_packages_is_deployed(self, registry: Registry) -> None:
+        uri = registry.packages.stage("greeter-0.1.tar.gz", build_sdist("greeter", "0.1", {}))
+        operation = registry.deploy(
+            "v1",
+            origin=registry.model_dir("routine", {"greeting.txt": b"Hello"}),
+            predictionClass="greeter.Greeter",
+            packageUris=[uri],
+            framework="FRAMEWORK_UNSPECIFIED",
+        )
+        assert operation["response"]["state"] == "READY", operation
+        assert operation["response"]["predictionClass"] == "greeter.Greeter"
+        assert operation["response"]["packageUris"] == [uri]
+        # CUSTOM is not in the API's enum: the framework stays as given.
+        assert operation["response"]["framework"] == "FRAMEWORK_UNSPECIFIED"
+        stored = registry.store.get_version(PROJECT, "census", "v1")
+        assert stored.runtime.framework == "CUSTOM" and len(stored.runtime.packages) == 1
+
+    def test_a_prediction_class_refuses_a_framework(self, registry: Registry) -> None:
+        body = {
+            "name": "v1",
             "deploymentUri": str(registry.model_dir()),
-            "predictionClass": "predictor.MyPredictor",
+            "predictionClass": "greeter.Greeter",
+            "framework": "SCIKIT_LEARN",
         }
-        for body, field in ((container, "container"), (routine, "predictionClass")):
-            with pytest.raises(MlEngineError) as caught:
-                registry.models.create_version(PROJECT, "census", body)
-            assert caught.value.code is Code.UNIMPLEMENTED and caught.value.field == field
+        with pytest.raises(InvalidArgument) as caught:
+            registry.models.create_version(PROJECT, "census", body)
+        assert caught.value.field == "framework"
+        assert "predictionClass" in caught.value.message
+        assert registry.models.list_versions(PROJECT, "census") == ([], None)
+
+    @pytest.mark.parametrize(
+        ("uri", "text"),
+        [
+            ("mlengine-artifacts://packages/" + "0" * 64 + "/gone-0.1.tar.gz", "upload"),
+            ("/no/such/dir/pkg-0.1.tar.gz", "pkg-0.1.tar.gz"),
+            ("http://example.com/pkg-0.1.tar.gz", "schemes"),
+            ("relative/pkg-0.1.tar.gz", "absolute path"),
+            ("gs://bucket/pkg/notes.txt", "must end in"),
+            ("  ", "empty"),
+        ],
+    )
+    def test_bad_package_uris_name_their_index(
+        self, registry: Registry, uri: str, text: str
+    ) -> None:
+        body = {
+            "name": "v1",
+            "deploymentUri": str(registry.model_dir()),
+            "predictionClass": "greeter.Greeter",
+            "packageUris": [uri],
+        }
+        with pytest.raises(InvalidArgument) as caught:
+            registry.models.create_version(PROJECT, "census", body)
+        assert caught.value.field == "packageUris[0]"
+        assert text in caught.value.message
+        assert registry.models.list_versions(PROJECT, "census") == ([], None)
 
     def test_duplicates_and_missing_models(self, registry: Registry) -> None:
         registry.create_version("v1")

@@ -202,6 +202,17 @@ def test_bad_uris_name_their_index(service: PackageService, uri: str) -> None:
         assert raised.value.field == "trainingInput.packageUris[1]"
 
 
+def test_errors_name_the_callers_field(service: PackageService, tmp_path: Path) -> None:
+    """versions.create passes ``packageUris``; jobs keep ``trainingInput.packageUris``."""
+    good = service.stage("trainer.tar.gz", ARCHIVE)
+    missing = str(tmp_path / "missing.tar.gz")
+    for call in (service.materialize, service.check):
+        with pytest.raises(InvalidArgument) as raised:
+            call([good, missing], field="packageUris")
+        assert raised.value.field == "packageUris[1]"
+        assert raised.value.message.startswith("packageUris[1] ")
+
+
 def test_local_server_paths(service: PackageService, tmp_path: Path) -> None:
     archive = tmp_path / "local" / "extra-1.0.tar.gz"
     archive.parent.mkdir()

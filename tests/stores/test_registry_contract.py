@@ -305,7 +305,11 @@ class TestVersions:
         created = store.create_version(
             "proj", "census", version("proj", "census", "v1"), operation=op
         )
-        runtime = VersionRuntime(op["name"], "models/x/census/v1/abc", "abc", "SCIKIT_LEARN")
+        packages = (
+            "models/x/census/v1/packages/0f/a-1.0.tar.gz",
+            "models/x/census/v1/packages/1e/b.whl",
+        )
+        runtime = VersionRuntime(op["name"], "models/x/census/v1/abc", "abc", "CUSTOM", packages)
         done = {**op, "done": True, "response": {"@type": "t"}}
 
         def ready(m: StoredModel, v: StoredVersion) -> tuple[StoredModel, StoredVersion]:

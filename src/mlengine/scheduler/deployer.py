@@ -5,10 +5,15 @@ server's scheduler thread calls it every ``scheduler_interval`` seconds, tests c
 
 CREATING → READY | FAILED
     1. copy ``deploymentUri`` into the artifact store under the version's immutable,
-       content-addressed prefix (``services/version_files.py``);
-    2. validate the copy with the injected ``check_model(model_dir, framework)``, which
-       loads the model (in production in a subprocess: ``mlengine.serving.check_version``)
-       and returns the detected framework, or raises :class:`MlEngineError` with the reason;
+       content-addressed prefix (``services/version_files.py``); fetch its ``packageUris``
+       (``PackageService.materialize``) and publish them with it, at
+       ``<prefix>/packages/<sha256>/<filename>``, so that any data plane sharing the
+       artifact store finds them from the version's runtime alone;
+    2. validate the copy with the injected ``check_model(model_dir, framework,
+       prediction_class=…, package_paths=…)``, which loads the model — a custom prediction
+       routine with its packages importable — (in production in a subprocess:
+       ``mlengine.serving.check_version``) and returns the detected framework, or raises
+       :class:`MlEngineError` with the reason;
     3. READY — the model's default if it has none — and the operation done with the Version;
        or FAILED with ``errorMessage`` and the operation done with the error.  The version's
        state and its operation are written in one transaction.
@@ -31,13 +36,13 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from mlengine.domain.errors import Internal, MlEngineError, NotFound
+from mlengine.domain.errors import FailedPrecondition, Internal, MlEngineError, NotFound
 from mlengine.domain.operations import (
     EMPTY_TYPE,
     VERSION_TYPE,
@@ -51,22 +56,40 @@ from mlengine.domain.operations import (
 from mlengine.domain.resources import Framework, VersionState
 from mlengine.services.jobs import utc_now
 from mlengine.services.models import version_view
-from mlengine.services.version_files import VersionFiles, version_prefix
+from mlengine.services.packages import PackageService
+from mlengine.services.version_files import PACKAGES_FIELD, VersionFiles, version_prefix
 from mlengine.stores.base import MetadataStore, StoredModel, StoredVersion
 
 LOG = logging.getLogger(__name__)
 
-#: ``check_model(model_dir, requested framework or None) -> detected framework name``.
-ModelChecker = Callable[[Path, str | None], str]
+
+class ModelChecker(Protocol):
+    """Loads a deployed copy once to validate it; returns the detected framework name.
+
+    ``framework`` is the requested one (None: detect); ``prediction_class`` the version's
+    ``predictionClass`` (a custom prediction routine) and ``package_paths`` local files of
+    its published packages, to be made importable first.  Raises :class:`MlEngineError`
+    with the reason when the model (or routine) does not load.
+    """
+
+    def __call__(
+        self,
+        model_dir: Path,
+        framework: str | None,
+        *,
+        prediction_class: str | None = None,
+        package_paths: Sequence[Path] = (),
+    ) -> str: ...
 
 
 @dataclass(frozen=True)
 class Deployed:
-    """What a finished copy and check produced."""
+    """What a finished copy and check produced (``packages``: published artifact paths)."""
 
     artifact: str
     sha256: str
     framework: str
+    packages: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -87,7 +110,10 @@ class _Stale(Exception):
 
 
 class VersionDeployer:
-    """Moves versions out of CREATING and DELETING.  Call :meth:`tick` from one thread."""
+    """Moves versions out of CREATING and DELETING.  Call :meth:`tick` from one thread.
+
+    ``packages`` fetches ``packageUris``; without it a version that names packages fails.
+    """
 
     def __init__(
         self,
@@ -95,12 +121,14 @@ class VersionDeployer:
         files: VersionFiles,
         check_model: ModelChecker,
         *,
+        packages: PackageService | None = None,
         clock: Callable[[], datetime] = utc_now,
         workers: int = 2,
     ) -> None:
         self._store = store
         self._files = files
         self._check_model = check_model
+        self._packages = packages
         self._clock = clock
         self._pool = (
             cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="deploy")
@@ -136,14 +164,15 @@ class VersionDeployer:
         the version (recreated with the same content) uses it."""
         if run.future.exception() is not None:
             return
-        artifact = run.future.result().artifact
+        deployed = run.future.result()
         try:
-            current = self._store.get_version(key.project, key.model_id, key.version_id)
-            in_use = current.runtime.artifact == artifact
+            runtime = self._store.get_version(key.project, key.model_id, key.version_id).runtime
+            in_use = {runtime.artifact, *runtime.packages}
         except NotFound:
-            in_use = False
-        if not in_use:
-            self._files.remove(artifact)
+            in_use = set()
+        for published in (deployed.artifact, *deployed.packages):
+            if published not in in_use:
+                self._files.remove(published)
 
     # -- CREATING ---------------------------------------------------------------------------
 
@@ -191,13 +220,30 @@ class VersionDeployer:
         version = stored.version
         prefix = version_prefix(stored.project, stored.model_id, stored.version_id)
         artifact, sha256 = self._files.copy(str(version.deployment_uri), prefix)
+        packages = self._publish_packages(version.package_uris or [], prefix)
         requested = version.framework
         if requested is Framework.FRAMEWORK_UNSPECIFIED:
             requested = None
         detected = self._check_model(
-            self._files.local_dir(artifact), None if requested is None else requested.value
+            self._files.local_dir(artifact),
+            None if requested is None else requested.value,
+            prediction_class=version.prediction_class or None,
+            package_paths=[self._files.local_package(rel) for rel in packages],
         )
-        return Deployed(artifact, sha256, detected.strip().upper())
+        return Deployed(artifact, sha256, detected.strip().upper(), packages)
+
+    def _publish_packages(self, uris: Sequence[str], prefix: str) -> tuple[str, ...]:
+        """Fetch ``uris`` and publish them with the version; their artifact paths."""
+        if not uris:
+            return ()
+        if self._packages is None:
+            raise FailedPrecondition(
+                "This server cannot fetch packageUris (it has no package service); deploy "
+                "without packages or use a server that has one.",
+                field=PACKAGES_FIELD,
+            )
+        local = self._packages.materialize(uris, field=PACKAGES_FIELD)
+        return self._files.publish_packages(local, prefix)
 
     def _ready(self, stored: StoredVersion, deployed: Deployed) -> None:
         def change(model: StoredModel, version: StoredVersion) -> tuple[StoredModel, StoredVersion]:
@@ -211,6 +257,7 @@ class VersionDeployer:
                 artifact=deployed.artifact,
                 sha256=deployed.sha256,
                 framework=deployed.framework,
+                packages=deployed.packages,
             )
             ready = replace(
                 version, version=version.version.model_copy(update=update), runtime=runtime

@@ -9,9 +9,11 @@ versions.setDefault return the resource.
   so they are applied at once and return an operation that is already done (with the
   resource, or ``google.protobuf.Empty``, as its response).
 * **versions.create** stores the version CREATING together with its (unfinished) operation;
-  the deployer (``mlengine.scheduler.deployer``) copies and validates the files and ends it
-  READY or FAILED.  **versions.delete** marks it DELETING the same way; the deployer removes
-  its files and the row.  Both honour ``operations.cancel`` for creation.
+  the deployer (``mlengine.scheduler.deployer``) copies and validates the files (and the
+  ``packageUris`` of a custom prediction routine, checked here first) and ends it READY or
+  FAILED.  Custom containers are refused with UNIMPLEMENTED.  **versions.delete** marks it
+  DELETING the same way; the deployer removes its files and the row.  Both honour
+  ``operations.cancel`` for creation.
 
 Rules (spec §2.3, §7.4), each a FAILED_PRECONDITION naming the fix:
 
@@ -62,7 +64,8 @@ from mlengine.domain.validation_models import (
     version_update_mask,
 )
 from mlengine.services.jobs import page_size_of, utc_now
-from mlengine.services.version_files import VersionFiles
+from mlengine.services.packages import PackageService
+from mlengine.services.version_files import PACKAGES_FIELD, VersionFiles
 from mlengine.stores.base import MetadataStore, StoredModel, StoredVersion, VersionRuntime
 
 Clock = Callable[[], datetime]
@@ -85,12 +88,23 @@ def version_view(stored: StoredVersion) -> Version:
 class ModelService:
     """Use cases on ``projects/{project}/models`` and their versions.
 
-    ``files`` checks a version's ``deploymentUri`` when it is created (the deployer copies it).
+    ``files`` checks a version's ``deploymentUri`` when it is created and ``packages`` its
+    ``packageUris`` (staged uploads, server paths, allowed remote schemes; errors name
+    ``packageUris[i]``); the deployer copies both.  Without ``packages`` a version that
+    names packages is refused.
     """
 
-    def __init__(self, store: MetadataStore, files: VersionFiles, *, clock: Clock = utc_now):
+    def __init__(
+        self,
+        store: MetadataStore,
+        files: VersionFiles,
+        *,
+        packages: PackageService | None = None,
+        clock: Clock = utc_now,
+    ):
         self._store = store
         self._files = files
+        self._packages = packages
         self._clock = clock
 
     # --- models ------------------------------------------------------------------------
@@ -188,6 +202,7 @@ class ModelService:
         _check_supported(version)
         model = self._store.get_model(project, parent.model)
         self._files.check(str(version.deployment_uri))
+        self._check_packages(version.package_uris or [])
         now = self._clock()
         version = version.model_copy(
             update={
@@ -300,6 +315,17 @@ class ModelService:
         )
         return version_view(stored)
 
+    def _check_packages(self, uris: list[str]) -> None:
+        if not uris:
+            return
+        if self._packages is None:
+            raise FailedPrecondition(
+                "This server cannot fetch packageUris (it has no package service); deploy "
+                "without packages or use a server that has one.",
+                field=PACKAGES_FIELD,
+            )
+        self._packages.check(uris, field=PACKAGES_FIELD)
+
     # --- operations --------------------------------------------------------------------
 
     def _new_operation(
@@ -352,15 +378,11 @@ def _check_can_be_default(version: StoredVersion) -> None:
 
 def _check_supported(version: Version) -> None:
     """What this release cannot serve is refused up front, not failed later."""
-    for field, given in (
-        ("container", version.container is not None),
-        ("predictionClass", bool(version.prediction_class)),
-    ):
-        if given:
-            what = "Custom containers" if field == "container" else "Custom prediction routines"
-            raise MlEngineError(
-                f"{what} ('{field}') are not supported by this release yet; deploy the model "
-                "files with deploymentUri (and optionally framework) instead.",
-                field=field,
-                code=Code.UNIMPLEMENTED,
-            )
+    if version.container is not None:
+        raise MlEngineError(
+            "Custom containers ('container') are not supported by this release yet; deploy "
+            "the model files with deploymentUri (and optionally framework, or a "
+            "predictionClass with packageUris) instead.",
+            field="container",
+            code=Code.UNIMPLEMENTED,
+        )

@@ -11,7 +11,8 @@ local file for :func:`mlengine.executors.runtime_env.layered_environment`:
 ``/abs/path.tar.gz``, ``file://…``   a file on the server's disk (allow-list applies)
 =================================  =========================================================
 
-Errors name ``trainingInput.packageUris[i]``.
+Errors name ``<field>[i]``: ``trainingInput.packageUris[i]`` for jobs (the default), or the
+field the caller passes (versions.create passes ``packageUris``).
 """
 
 from __future__ import annotations
@@ -88,7 +89,8 @@ def package_uri(sha256: str, filename: str) -> str:
     return f"{PACKAGE_URI_SCHEME}{PACKAGES_PREFIX}/{sha256}/{filename}"
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """The hex SHA-256 of the file at ``path``, read in chunks."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(_CHUNK), b""):
@@ -169,37 +171,38 @@ class PackageService:
 
     # --- materializing ----------------------------------------------------------------
 
-    def materialize(self, uris: Sequence[str]) -> list[Path]:
-        """Local files for ``uris``, in order, ready for ``runtime_env.layered_environment``.
+    def materialize(self, uris: Sequence[str], *, field: str = _URI_FIELD) -> list[Path]:
+        """Local files for ``uris``, in order, ready for ``runtime_env.layered_environment``
+        (jobs) or ``serving.user_code`` (model versions).
 
-        Errors name ``trainingInput.packageUris[i]``: :class:`InvalidArgument` for a URI of
-        an unknown form or one that does not exist, :class:`FailedPrecondition` for a staged
-        blob whose content no longer matches its hash, :class:`Unavailable` when a remote
-        store cannot be read.
+        Errors name ``<field>[i]`` (default ``trainingInput.packageUris[i]``):
+        :class:`InvalidArgument` for a URI of an unknown form or one that does not exist,
+        :class:`FailedPrecondition` for a staged blob whose content no longer matches its
+        hash, :class:`Unavailable` when a remote store cannot be read.
         """
-        return [self._materialize_one(uri, f"{_URI_FIELD}[{i}]") for i, uri in enumerate(uris)]
+        return [self._materialize_one(uri, f"{field}[{i}]") for i, uri in enumerate(uris)]
 
-    def check(self, uris: Sequence[str]) -> None:
-        """Cheap checks at job submission, without downloading anything.
+    def check(self, uris: Sequence[str], *, field: str = _URI_FIELD) -> None:
+        """Cheap checks at submission (a job, a model version), without downloading anything.
 
         Staged packages must exist in the store and local paths on the server's disk; remote
         URIs must use an allowed scheme and name an archive file. The same errors as
-        :meth:`materialize`.
+        :meth:`materialize`, naming ``<field>[i]``.
         """
         for i, uri in enumerate(uris):
-            field = f"{_URI_FIELD}[{i}]"
-            kind = self._kind(uri, field)
+            at = f"{field}[{i}]"
+            kind = self._kind(uri, at)
             if kind == "staged":
-                rel, _, _ = self._staged_parts(uri, field)
-                if not self._store.exists(rel, field=field):
+                rel, _, _ = self._staged_parts(uri, at)
+                if not self._store.exists(rel, field=at):
                     raise InvalidArgument(
-                        f"{field} {uri!r} does not exist on this server; upload the package again.",
-                        field=field,
+                        f"{at} {uri!r} does not exist on this server; upload the package again.",
+                        field=at,
                     )
             elif kind == "local":
-                self._local(uri, field)
+                self._local(uri, at)
             else:
-                validate_package_filename(uri.rstrip("/").rpartition("/")[2], field=field)
+                validate_package_filename(uri.rstrip("/").rpartition("/")[2], field=at)
 
     def _kind(self, uri: object, field: str) -> str:
         if not isinstance(uri, str) or not uri:
@@ -252,7 +255,7 @@ class PackageService:
         try:
             if self._store.is_local:
                 path = self._store.local_path(rel, field=field)
-                actual = _sha256_file(path)
+                actual = sha256_file(path)
             else:
                 path = self._cached(sha, filename)
                 if path.is_file():

@@ -16,6 +16,12 @@ cheaply when the request arrives (:meth:`VersionFiles.check`); the deployer copi
    artifact store with an atomic tree write, unless that prefix exists already (a restarted
    deployment of the same content).  The prefix is never written again: it is immutable.
 
+A version's packages (``packageUris``, fetched by ``PackageService.materialize``) are
+published next to it by :meth:`VersionFiles.publish_packages`, each staged and hashed the
+same way, at ``models/<project>/<model>/<version>/packages/<sha256>/<filename>``: the
+version carries its own copy, found from its runtime alone (by ``mlengine serve`` on
+another machine too), and removed with the version.
+
 Local paths go through the one containment check
 (:func:`mlengine.artifacts.paths.validate_user_local_path`), with the server's allow-list of
 folders when one is configured.  Errors name ``deploymentUri``.
@@ -32,12 +38,15 @@ from pathlib import Path
 from mlengine.artifacts.paths import validate_user_local_path
 from mlengine.artifacts.store import TMP_PREFIX, ArtifactStore
 from mlengine.domain.errors import FailedPrecondition, InvalidArgument, Unavailable
-from mlengine.services.packages import REMOTE_SCHEMES
+from mlengine.services.packages import REMOTE_SCHEMES, sha256_file
 
 #: Files a deploymentUri may hold (spec §7.2).
 MAX_FILES = 1000
 MODELS_PREFIX = "models"
+#: Below a version's prefix: its published packages, ``packages/<sha256>/<filename>``.
+PACKAGES_DIR = "packages"
 FIELD = "deploymentUri"
+PACKAGES_FIELD = "packageUris"
 _CHUNK = 1 << 20
 
 
@@ -87,9 +96,44 @@ class VersionFiles:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
+    def publish_packages(
+        self, paths: Sequence[Path], prefix: str, *, field: str = PACKAGES_FIELD
+    ) -> tuple[str, ...]:
+        """Publish the local package files ``paths`` (in order) below ``prefix``; return their
+        artifact paths, ``<prefix>/packages/<sha256>/<filename>``.
+
+        Each file is staged and hashed first, so what is hashed is what is published; a path
+        that exists already (a restarted deployment) is reused, never written again.
+        Errors name ``<field>[i]``.
+        """
+        published: list[str] = []
+        self._work_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=self._work_dir, prefix=TMP_PREFIX))
+        try:
+            for index, path in enumerate(paths):
+                at = f"{field}[{index}]"
+                staged = staging / str(index)
+                try:
+                    shutil.copyfile(path, staged)
+                except OSError as exc:
+                    raise FailedPrecondition(
+                        f"{at}: package {path.name!r} could not be read: {exc}", field=at
+                    ) from exc
+                rel = f"{prefix}/{PACKAGES_DIR}/{sha256_file(staged)}/{path.name}"
+                if not self.artifacts.exists(rel, field=at):
+                    self.artifacts.put_file(rel, staged, field=at)
+                published.append(rel)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return tuple(published)
+
     def local_dir(self, rel: str) -> Path:
         """A local folder holding the published tree ``rel`` (downloaded for remote roots)."""
         return self.artifacts.local_path(rel, field=FIELD)
+
+    def local_package(self, rel: str) -> Path:
+        """A local file holding the published package ``rel`` (downloaded for remote roots)."""
+        return self.artifacts.local_path(rel, field=PACKAGES_FIELD)
 
     def remove(self, prefix: str) -> None:
         """Delete everything published under ``prefix`` (absent is fine)."""

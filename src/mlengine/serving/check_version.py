@@ -16,6 +16,13 @@ ONNX there when ``serving/compiled.py`` verifies it equal on a probe set (``"com
 On failure it prints the reason on stderr and exits non-zero (1: the model does not load or
 predict; 2: bad arguments; 3: the predictor module is not installed).
 
+A custom prediction routine (``--prediction-class module.Class``) is loaded the way the data
+plane loads it: its ``--package`` files are made importable (``serving/user_code.py``: pip
+installs archives into a private folder, here inside the checker's scratch folder, removed
+afterwards), the class imported and ``from_path`` called on the copy; ``predict`` then runs
+on the routine's probe instances when it has any.  A version with packages is never
+compiled (its pickles may need the packages' code).
+
 Why a subprocess: loading a model runs its code (pickles, custom layers) and may crash the
 interpreter or leak memory; the server must survive a bad version.  The deployer calls
 :class:`SubprocessModelChecker`, which runs this module with a timeout and turns a failure
@@ -76,7 +83,8 @@ def compiled_prefix(model_dir: Path) -> str:
 
 
 class SubprocessModelChecker:
-    """``check(model_dir, framework) -> detected framework``, by running this module.
+    """``check(model_dir, framework, prediction_class=…, package_paths=…) -> detected
+    framework``, by running this module.
 
     ``python`` is the interpreter (default: the server's); ``allow_pickle`` lets pickled
     models load (only authenticated writers may create versions, see docs/models.md).
@@ -97,44 +105,80 @@ class SubprocessModelChecker:
         self._env = env
         self._artifacts = artifacts
 
-    def __call__(self, model_dir: Path, framework: str | None) -> str:
+    def __call__(
+        self,
+        model_dir: Path,
+        framework: str | None,
+        *,
+        prediction_class: str | None = None,
+        package_paths: Sequence[Path] = (),
+    ) -> str:
         with tempfile.TemporaryDirectory(prefix="mlengine-compile-") as scratch:
             compile_to = Path(scratch) / "compiled"
-            stdout = self._run(model_dir, framework, compile_to)
+            argv = [self._python, "-m", "mlengine.serving.check_version", str(model_dir)]
+            if framework:
+                argv += ["--framework", framework]
+            if prediction_class:
+                argv += ["--prediction-class", prediction_class]
+            for path in package_paths:
+                argv += ["--package", str(path)]
+            if self._allow_pickle:
+                argv.append("--allow-pickle")
+            if self._artifacts is not None and not package_paths and not prediction_class:
+                argv += ["--compile-to", str(compile_to)]
+            stdout = self._run(argv, Path(scratch), routine=bool(prediction_class))
             result = _result_of(stdout)
             if self._artifacts is not None and result.get("compiled") == "yes":
                 self._artifacts.put_tree(compiled_prefix(model_dir), compile_to)
         return str(result["framework"])
 
-    def _run(self, model_dir: Path, framework: str | None, compile_to: Path) -> str:
-        argv = [self._python, "-m", "mlengine.serving.check_version", str(model_dir)]
-        if framework:
-            argv += ["--framework", framework]
-        if self._allow_pickle:
-            argv.append("--allow-pickle")
-        if self._artifacts is not None:
-            argv += ["--compile-to", str(compile_to)]
+    def _run(self, argv: list[str], scratch: Path, *, routine: bool) -> str:
         env = dict(os.environ if self._env is None else self._env)
         env.setdefault("OMP_NUM_THREADS", "1")
+        # Packages are pip-installed into temporary folders: keep them in the scratch folder.
+        env["TMPDIR"] = str(scratch)
+        what, field = (
+            ("The custom prediction routine", "predictionClass")
+            if routine
+            else ("The model", "deploymentUri")
+        )
         try:
             done = subprocess.run(
                 argv, capture_output=True, text=True, timeout=self._timeout, env=env, check=False
             )
         except subprocess.TimeoutExpired:
             raise FailedPrecondition(
-                f"Loading the model did not finish within {self._timeout:g} s.",
-                field="deploymentUri",
+                f"Loading {what[0].lower()}{what[1:]} did not finish within {self._timeout:g} s.",
+                field=field,
             ) from None
         if done.returncode != 0:
             raise FailedPrecondition(
-                f"The model could not be loaded: {_reason(done.stderr, done.returncode)}",
-                field="deploymentUri",
+                f"{what} could not be loaded: {_reason(done.stderr, done.returncode)}",
+                field=field,
             )
         return done.stdout
 
 
-def check_by_file_names(model_dir: Path, framework: str | None) -> str:
-    """Stand-in checker (tests only): the framework from file names, nothing loaded."""
+def check_by_file_names(
+    model_dir: Path,
+    framework: str | None,
+    *,
+    prediction_class: str | None = None,
+    package_paths: Sequence[Path] = (),
+) -> str:
+    """Stand-in checker (tests only): the framework from file names, nothing loaded.
+
+    A custom prediction routine is not imported either: it is ``CUSTOM`` when every package
+    file is there.
+    """
+    if prediction_class:
+        missing = [str(path) for path in package_paths if not Path(path).is_file()]
+        if missing:
+            raise FailedPrecondition(
+                f"The packages of {prediction_class} are missing: {', '.join(missing)}.",
+                field="packageUris",
+            )
+        return "CUSTOM"
     names = {path.name for path in model_dir.iterdir()} if model_dir.is_dir() else set()
     for name, detected in FILE_FRAMEWORKS:
         if name in names:

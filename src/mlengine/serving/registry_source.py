@@ -7,9 +7,17 @@ fsspec artifact root they are downloaded once into a local cache. The revision t
 loaded predictors is the copy's content digest, so a re-deployed version is loaded afresh.
 When the deployer compiled the version to ONNX (``compiled/<digest>/``), the data plane is
 told where (``extra["compiled_dir"]``) and serves that instead (``serving/compiled.py``).
+
+A custom prediction routine (``predictionClass``) and pickles that need user code get the
+version's packages as ``package_paths``: local files of the copies the deployer published
+with the version (``VersionRuntime.packages``), so a data plane on another machine sharing
+the artifact store finds them too.  The revision then also covers the class and the
+packages, so a version re-created with other code is loaded afresh.
 """
 
 from __future__ import annotations
+
+import hashlib
 
 from mlengine.artifacts.store import ArtifactStore
 from mlengine.domain.errors import FailedPrecondition
@@ -67,13 +75,21 @@ class StoreVersionSource:
         compiled = compiled_prefix(model_dir)
         if self._allow_pickle and self._artifacts.exists(f"{compiled}/{COMPILED_FILE}"):
             extra["compiled_dir"] = str(self._artifacts.local_path(compiled))
+        prediction_class = stored.version.prediction_class or None
+        package_paths = tuple(
+            self._artifacts.local_path(rel, field="packageUris") for rel in runtime.packages
+        )
+        revision = runtime.sha256 or runtime.artifact
+        if prediction_class or runtime.packages:
+            code = "\0".join([revision, prediction_class or "", *runtime.packages])
+            revision = hashlib.sha256(code.encode()).hexdigest()
         return DeployedVersion(
             name=str(stored.version.name),
             model_dir=model_dir,
             framework=runtime.framework,
-            prediction_class=stored.version.prediction_class,
-            package_paths=(),
-            revision=runtime.sha256 or runtime.artifact,
+            prediction_class=prediction_class,
+            package_paths=package_paths,
+            revision=revision,
             allow_pickle=self._allow_pickle,
             extra=extra,
         )

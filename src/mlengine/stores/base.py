@@ -147,13 +147,16 @@ class VersionRuntime:
     ``operation`` is the name of the operation creating or deleting it; ``artifact`` the
     path of its immutable copy in the artifact store and ``sha256`` that copy's content
     digest; ``framework`` the framework detected when it was validated (e.g. ``SCIKIT_LEARN``,
-    ``PYTORCH``, ``ONNX``; wider than the API's ``Version.framework`` enum).
+    ``PYTORCH``, ``ONNX``, ``CUSTOM``; wider than the API's ``Version.framework`` enum);
+    ``packages`` the artifact-store paths of its published ``packageUris``, in order
+    (``models/…/<version>/packages/<sha256>/<filename>``).
     """
 
     operation: str | None = None
     artifact: str | None = None
     sha256: str | None = None
     framework: str | None = None
+    packages: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -230,6 +230,7 @@ def version_values(version: Version, runtime: VersionRuntime) -> dict[str, Any]:
             "artifact": runtime.artifact,
             "sha256": runtime.sha256,
             "framework": runtime.framework,
+            "packages": list(runtime.packages),
         },
         "etag": base64.b64encode(version.etag or b"").decode("ascii"),
     }
@@ -248,6 +249,7 @@ def stored_version(row: AnyRow, *, is_default: bool) -> StoredVersion:
             artifact=runtime.get("artifact"),
             sha256=runtime.get("sha256"),
             framework=runtime.get("framework"),
+            packages=tuple(runtime.get("packages") or ()),
         ),
         is_default=is_default,
     )
