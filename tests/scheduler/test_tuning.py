@@ -114,6 +114,7 @@ def test_each_trial_can_be_a_distributed_run(tplane, tmp_path):
     rec = tmp_path / "rec"
     spec = {"maxTrials": 2, "algorithm": "RANDOM_SEARCH", "params": [X]}
     cluster = {"scaleTier": "CUSTOM", "masterType": "n1-standard-4", "workerType": "n1-standard-4"}
+    # With --record the master waits until its worker has recorded what it saw.
     submit(tplane, "dist_1", ["--record", str(rec)], spec, workerCount=1, **cluster)
     job = tplane.run_until("dist_1", TERMINAL, timeout=120)
     assert job.state is JobState.SUCCEEDED, job.error_message
