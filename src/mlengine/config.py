@@ -36,7 +36,7 @@ max_predict_bytes       MLENGINE_MAX_PREDICT_BYTES  ``1572864`` (1.5 MB): larger
 refuse_pickle           MLENGINE_REFUSE_PICKLE      false; true refuses pickle-based model
                                                     formats (they run code when loaded)
 predict_threads         MLENGINE_PREDICT_THREADS    ``1``: threads one model call may use
-predict_batch_rows      MLENGINE_PREDICT_BATCH_ROWS ``64``: most instances per model call
+predict_batch_rows      MLENGINE_PREDICT_BATCH_ROWS ``256``: most instances per model call
 predict_batch_wait_ms   MLENGINE_PREDICT_BATCH_WAIT ``2``: longest wait for more requests
                         _MS                         under concurrency (0: never wait)
 ======================  ==========================  =========================================
@@ -113,7 +113,7 @@ class Settings:
     max_predict_bytes: int = DEFAULT_MAX_PREDICT_BYTES
     refuse_pickle: bool = False
     predict_threads: int = 1
-    predict_batch_rows: int = 64
+    predict_batch_rows: int = 256
     predict_batch_wait_ms: float = 2.0
 
     def __post_init__(self) -> None:

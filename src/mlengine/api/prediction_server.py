@@ -48,7 +48,7 @@ class ServeOptions:
     """Data-plane settings (flags of ``mlengine serve``; ``MLENGINE_SERVE_*`` variables)."""
 
     threads: int = 1
-    max_batch_rows: int = 64
+    max_batch_rows: int = 256
     max_batch_wait_ms: float = 2.0
     cache_seconds: float = 1.0
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8580)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--max-batch-rows", type=int, default=64)
+    parser.add_argument("--max-batch-rows", type=int, default=256)
     parser.add_argument("--max-batch-wait-ms", type=float, default=2.0)
     parser.add_argument("--cache-seconds", type=float, default=1.0)
     parser.add_argument("--refuse-pickle", action="store_true")

@@ -37,7 +37,7 @@ DEFAULT_PORT = 8580
 @click.option(
     "--max-batch-rows",
     type=click.IntRange(1, 100_000),
-    default=64,
+    default=256,
     show_default=True,
     help="Most instances one model call may batch together.",
 )

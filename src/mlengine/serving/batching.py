@@ -39,7 +39,7 @@ class PredictionError(Exception):
 class BatchSettings:
     """Bounds of the micro-batches. ``max_wait_seconds`` = 0 disables waiting."""
 
-    max_batch_rows: int = 64
+    max_batch_rows: int = 256
     max_wait_seconds: float = 0.002
 
     def __post_init__(self) -> None:
