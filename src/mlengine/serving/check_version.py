@@ -9,7 +9,7 @@ line::
     {"framework": "SCIKIT_LEARN", "probe": "ok"}        (or "probe": "skipped")
 
 With ``--compile-to DIR`` a scikit-learn, XGBoost or LightGBM model is also compiled to
-ONNX there when ``serving/compiled.py`` verifies it equal on a probe set (``"compiled":
+ONNX there when ``serving/compiled/`` verifies it equal on a probe set (``"compiled":
 "yes"``, ``"compileReason"``); :class:`SubprocessModelChecker` publishes such a folder to
 ``compiled/<digest>/`` in the artifact store, where the data plane looks for it.
 
@@ -69,7 +69,7 @@ FILE_FRAMEWORKS = (
     ("model.txt", "LIGHTGBM"),
 )
 EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE = 1, 2, 3
-#: Frameworks whose models may be compiled to ONNX at deployment (``serving/compiled.py``);
+#: Frameworks whose models may be compiled to ONNX at deployment (``serving/compiled/``);
 #: all of them load through pickles or native boosters, so only with pickles allowed.
 COMPILABLE = frozenset({"SCIKIT_LEARN", "XGBOOST", "LIGHTGBM"})
 #: Where compiled models are kept in the artifact store: ``compiled/<version digest>/``.

@@ -79,7 +79,7 @@ Loader = Callable[[DeployedVersion], Predictor]
 
 
 def default_loader(threads: int = 1) -> Loader:
-    """Loads the compiled ONNX form when the deployer made one (``serving/compiled.py``),
+    """Loads the compiled ONNX form when the deployer made one (``serving/compiled/``),
     else with :func:`mlengine.serving.predictor.load_predictor` (imported on first use)."""
 
     def load(version: DeployedVersion) -> Predictor:

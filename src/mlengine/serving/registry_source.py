@@ -6,7 +6,7 @@ immutable copy the deployer made in the artifact store (``VersionRuntime.artifac
 fsspec artifact root they are downloaded once into a local cache. The revision that keys
 loaded predictors is the copy's content digest, so a re-deployed version is loaded afresh.
 When the deployer compiled the version to ONNX (``compiled/<digest>/``), the data plane is
-told where (``extra["compiled_dir"]``) and serves that instead (``serving/compiled.py``).
+told where (``extra["compiled_dir"]``) and serves that instead (``serving/compiled/``).
 
 A custom prediction routine (``predictionClass``) and pickles that need user code get the
 version's packages as ``package_paths``: local files of the copies the deployer published
@@ -26,7 +26,7 @@ from mlengine.serving.check_version import compiled_prefix
 from mlengine.serving.versions import DeployedVersion
 from mlengine.stores.base import MetadataStore
 
-#: The file ``serving/compiled.py`` writes (kept in step with it; imported lazily there).
+#: The file the ``serving/compiled/`` package writes (kept in step with it; imported lazily there).
 COMPILED_FILE = "model.onnx"
 
 
