@@ -639,3 +639,42 @@ def test_soft_placement_caps_concurrent_replicas(tmp_path: Path) -> None:
         assert not capped.executor.fits(SINGLE, [first], [SINGLE])  # pending plans count too
     finally:
         capped.close()
+
+
+# -- the start gate: a trainer starts only once its run is recorded ---------------------------
+
+
+def _gated(tmp_path: Path, marker: Path) -> tuple[subprocess.Popen[bytes], Path, Path]:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    gate = run_dir / "start.gate"
+    trainer = f"open({str(marker)!r}, 'w').write('ran')"
+    argv = [
+        sys.executable, supervisor.__file__, "--run-dir", str(run_dir),
+        "--name", "master-replica-0", "--gate", str(gate), "--", sys.executable, "-c", trainer,
+    ]  # fmt: skip
+    return subprocess.Popen(argv, start_new_session=True), run_dir, gate
+
+
+def test_a_gated_supervisor_starts_its_trainer_only_once_the_gate_exists(tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    process, run_dir, gate = _gated(tmp_path, marker)
+    time.sleep(0.5)
+    assert process.poll() is None and not marker.exists()  # waiting, trainer not started
+    assert (run_dir / "master-replica-0.pid").exists()
+    gate.write_text("{}")
+    process.wait(timeout=30)
+    assert marker.read_text() == "ran"
+    exit_record = json.loads((run_dir / "master-replica-0.exit").read_text())
+    assert exit_record["code"] == 0
+
+
+def test_a_start_cut_short_before_the_gate_never_runs_the_trainer(tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    process, run_dir, _ = _gated(tmp_path, marker)
+    time.sleep(0.3)
+    os.killpg(process.pid, signal.SIGTERM)  # what discarding a partial start does
+    process.wait(timeout=30)
+    assert not marker.exists()
+    exit_record = json.loads((run_dir / "master-replica-0.exit").read_text())
+    assert exit_record["code"] == 128 + signal.SIGTERM

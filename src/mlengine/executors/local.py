@@ -94,6 +94,8 @@ MAX_LOG_CHUNK = 1 << 20
 #: Longest run directory name (file systems allow 255 bytes).
 MAX_DIR_NAME = 200
 HANDLE_FILE = "handle.json"
+#: Created once the handle is on disk; the replicas' trainers wait for it (exactly-once starts).
+GATE_FILE = "start.gate"
 END_FILE = "run.end"
 
 
@@ -192,8 +194,10 @@ class LocalProcessExecutor:
     def start(self, spec: RunSpec, running: Sequence[RunHandle]) -> RunHandle:
         """Start every replica (primary last). Idempotent per ``run_id``: a run already
         started returns its stored handle; a start cut short by a crash (no ``handle.json``)
-        has its supervisors killed and is done again. Raises FailedPrecondition when the plan
-        can never run here, ResourceExhausted when its GPUs or ports are taken now."""
+        has its supervisors killed and is done again — its trainers never ran, because
+        supervisors start them only once the handle is on disk (the gate file). Raises
+        FailedPrecondition when the plan can never run here, ResourceExhausted when its GPUs
+        or ports are taken now."""
         reason = self.unplaceable_reason(spec.plan)
         if reason is not None:
             raise FailedPrecondition(f"Run {spec.run_id} can never run here: {reason}")
@@ -223,6 +227,9 @@ class LocalProcessExecutor:
             "replicas": [entries[r.name].to_json() for r in plan.replicas()],
         }
         supervisor.write_json_atomic(run_dir / HANDLE_FILE, handle, durable=True)
+        # Only now may the trainers start: a crash before this line leaves supervisors that
+        # never started them (the next start() discards them), after it a run find_run sees.
+        supervisor.write_json_atomic(run_dir / GATE_FILE, {"run_id": spec.run_id}, durable=True)
         return handle
 
     def _launch(
@@ -248,7 +255,9 @@ class LocalProcessExecutor:
                 base=base,
             )
             try:
-                pid, start = spawn_supervisor(run_dir, replica.name, argv, env, spec.workdir)
+                pid, start = spawn_supervisor(
+                    run_dir, replica.name, argv, env, spec.workdir, gate=run_dir / GATE_FILE
+                )
             except OSError as exc:
                 kill_groups(list(entries.values()))
                 shutil.rmtree(run_dir, ignore_errors=True)

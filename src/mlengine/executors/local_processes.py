@@ -72,17 +72,24 @@ class Observation(NamedTuple):
 
 
 def spawn_supervisor(
-    run_dir: Path, name: str, argv: list[str], env: dict[str, str], cwd: str
+    run_dir: Path,
+    name: str,
+    argv: list[str],
+    env: dict[str, str],
+    cwd: str,
+    gate: Path | None = None,
 ) -> tuple[int, int]:
     """Start replica ``name``'s supervisor, which runs ``argv`` in ``cwd`` with ``env`` and
-    writes its records in ``run_dir``; return its pid and start time. Raises OSError when it
-    cannot be started (e.g. ``cwd`` is missing)."""
+    writes its records in ``run_dir``; return its pid and start time. With ``gate`` the
+    trainer starts only once that file exists. Raises OSError when it cannot be started
+    (e.g. ``cwd`` is missing)."""
+    gate_option = ["--gate", str(gate)] if gate is not None else []
     command = [
         sys.executable,
         "-I",  # isolated: the trainer's PYTHON* variables and cwd do not reach the supervisor
         "-S",  # no site-packages: it needs the standard library only, and starts faster
         supervisor.__file__,
-        *("--run-dir", str(run_dir), "--name", name, "--"),
+        *("--run-dir", str(run_dir), "--name", name, *gate_option, "--"),
         *argv,
     ]
     child = subprocess.Popen(

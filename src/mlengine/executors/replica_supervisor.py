@@ -1,6 +1,11 @@
 """Runs one replica's trainer and records everything about it in files, so the server need not live.
 
-    python -m mlengine.executors.replica_supervisor --run-dir DIR --name REPLICA -- ARGV…
+    python -m mlengine.executors.replica_supervisor --run-dir DIR --name REPLICA \
+        [--gate FILE] -- ARGV…
+
+With ``--gate FILE`` the supervisor writes its pid record and then waits (up to
+:data:`GATE_SECONDS`) for FILE to exist before it starts the trainer: the executor creates it
+once the run's handle is on disk, so a start that a crash cuts short never runs the trainer.
 
 The local executor starts one supervisor per replica as the leader of a new session, with
 stdin/stdout/stderr on ``/dev/null`` (it never dies of SIGPIPE when the server is gone). The
@@ -61,8 +66,12 @@ DRAIN_SECONDS = 0.5
 LEFTOVER_GRACE_SECONDS = 2.0
 #: Exit code recorded when the trainer could not be started at all (as a shell does).
 CANNOT_START = 127
+#: With ``--gate FILE``: how long to wait for FILE before giving up without starting.
+GATE_SECONDS = 60.0
+GATE_POLL_SECONDS = 0.002
 USAGE = (
-    "usage: python -m mlengine.executors.replica_supervisor --run-dir DIR --name REPLICA -- ARGV…"
+    "usage: python -m mlengine.executors.replica_supervisor --run-dir DIR --name REPLICA "
+    "[--gate FILE] -- ARGV…"
 )
 
 _DEAD_STATES = frozenset("ZXx")
@@ -207,8 +216,11 @@ def _pid_json(pid: int) -> str:
 class Supervisor:
     """Start the trainer, log its lines, record its exit. See the module docstring."""
 
-    def __init__(self, run_dir: str, name: str, argv: Sequence[str]) -> None:
+    def __init__(
+        self, run_dir: str, name: str, argv: Sequence[str], *, gate: str | None = None
+    ) -> None:
         self._argv = list(argv)
+        self._gate = gate
         self._pid_path = os.path.join(run_dir, f"{name}{PID_SUFFIX}")
         self._log_path = os.path.join(run_dir, f"{name}{LOG_SUFFIX}")
         self._exit_path = os.path.join(run_dir, f"{name}{EXIT_SUFFIX}")
@@ -229,6 +241,11 @@ class Supervisor:
         self._log_fd = os.open(self._log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         me = _pid_json(os.getpid())
         _write_atomic(self._pid_path, f'{{"supervisor": {me}, "trainer": null}}')
+        if self._gate is not None and not self._wait_for_gate():
+            if self._pending is not None:
+                return self._finish(128 + self._pending, self._pending, 0.0)
+            self._write("stderr", b"mlengine: the executor never confirmed this start")
+            return self._finish(CANNOT_START, None, 0.0)
         if self._pending is not None:
             return self._finish(128 + self._pending, self._pending, 0.0)
         try:
@@ -258,6 +275,18 @@ class Supervisor:
         return self._finish(
             128 + signum if signum else code, signum, usage.ru_utime + usage.ru_stime
         )
+
+    def _wait_for_gate(self) -> bool:
+        """Wait until the gate file exists (the executor has recorded the run durably);
+        False on a signal or after :data:`GATE_SECONDS`. Until then no trainer runs, so a
+        start cut short by a crash never runs the trainer."""
+        assert self._gate is not None
+        deadline = time.monotonic() + GATE_SECONDS
+        while time.monotonic() < deadline and self._pending is None:
+            if os.path.exists(self._gate):
+                return True
+            time.sleep(GATE_POLL_SECONDS)
+        return False
 
     def _spawn(self) -> tuple[int, int, int]:
         """Start the trainer in our group, stdout/stderr on pipes; (pid, out fd, err fd)."""
@@ -371,19 +400,26 @@ class Supervisor:
 
 def parse_args(argv: Sequence[str]) -> tuple[str, str, list[str]]:
     """(run dir, replica name, trainer argv) from ``--run-dir DIR --name REPLICA -- ARGV…``."""
+    run_dir, name, command, _ = parse_options(argv)
+    return run_dir, name, command
+
+
+def parse_options(argv: Sequence[str]) -> tuple[str, str, list[str], str | None]:
+    """:func:`parse_args` plus the optional ``--gate FILE``."""
     if "--" not in argv:
         raise SystemExit(f"{USAGE}\nmissing -- before the trainer's command")
     split = list(argv).index("--")
     options, command = list(argv[:split]), list(argv[split + 1 :])
     pairs = dict(zip(options[::2], options[1::2], strict=False))
-    if len(options) % 2 or set(pairs) != {"--run-dir", "--name"} or not command:
+    required = {"--run-dir", "--name"}
+    if len(options) % 2 or not required <= set(pairs) <= required | {"--gate"} or not command:
         raise SystemExit(f"{USAGE}\ngot: {' '.join(argv)}")
-    return pairs["--run-dir"], pairs["--name"], command
+    return pairs["--run-dir"], pairs["--name"], command, pairs.get("--gate")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    run_dir, name, command = parse_args(sys.argv[1:] if argv is None else argv)
-    return Supervisor(run_dir, name, command).run()
+    run_dir, name, command, gate = parse_options(sys.argv[1:] if argv is None else argv)
+    return Supervisor(run_dir, name, command, gate=gate).run()
 
 
 if __name__ == "__main__":
