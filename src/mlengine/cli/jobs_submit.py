@@ -14,13 +14,15 @@ The click commands live in :mod:`mlengine.cli.jobs`; this module holds what they
 from __future__ import annotations
 
 import copy
-import re
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import click
+
+from mlengine.cli.config_files import bad_flag as bad_flag
+from mlengine.cli.config_files import camel, load_resource_config
 
 #: Flags that describe a CUSTOM cluster; giving one without --scale-tier implies CUSTOM.
 _MACHINE_FLAGS = ("masterType", "workerType", "parameterServerType", "evaluatorType")
@@ -34,11 +36,6 @@ _REPLICA_GROUPS = (
     ),
     ("evaluatorType", "evaluatorCount", "--evaluator-machine-type", "--evaluator-count"),
 )
-
-
-def bad_flag(flag: str, message: str) -> click.BadParameter:
-    """A usage error naming ``flag`` and saying what is wrong with its value (exit code 2)."""
-    return click.BadParameter(message, param_hint=f"'{flag}'")
 
 
 def missing_flag(flag: str, why: str) -> click.UsageError:
@@ -131,36 +128,7 @@ def parse_job_id(_ctx: click.Context, _param: click.Parameter, value: str) -> st
 
 def load_job_config(path: Path) -> dict[str, Any]:
     """A partial Job from YAML or JSON, keys camelCased (snake_case is accepted as in the API)."""
-    import yaml
-
-    try:
-        data: Any = yaml.safe_load(path.read_text())  # JSON is YAML
-    except (OSError, yaml.YAMLError) as exc:
-        raise bad_flag("--config", f"cannot read {path}: {exc}") from exc
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise bad_flag(
-            "--config", f"{path} must hold a Job (a mapping), not {type(data).__name__}."
-        )
-    return dict(_camel_keys(data))
-
-
-def _camel_keys(value: Any, *, under_labels: bool = False) -> Any:
-    if isinstance(value, dict):
-        if under_labels:
-            return dict(value)
-        return {
-            _camel(str(k)): _camel_keys(v, under_labels=_camel(str(k)) == "labels")
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [_camel_keys(v) for v in value]
-    return value
-
-
-def _camel(key: str) -> str:
-    return re.sub(r"_([a-z0-9])", lambda m: m.group(1).upper(), key)
+    return load_resource_config(path, "Job")
 
 
 def build_training_job(
@@ -213,7 +181,7 @@ def _training_input_flags(flags: Mapping[str, Any]) -> dict[str, Any]:
     for role in ("master", "worker", "parameter_server"):
         accelerator = flags.get(f"{role}_accelerator")
         if accelerator is not None:
-            out[f"{_camel(role)}Config"] = {"acceleratorConfig": accelerator}
+            out[f"{camel(role)}Config"] = {"acceleratorConfig": accelerator}
     return {k: v for k, v in out.items() if v is not None}
 
 

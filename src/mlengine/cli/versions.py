@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,8 @@ from urllib.parse import urlsplit
 
 import click
 
-from mlengine.cli.jobs_submit import bad_flag, missing_flag, parse_labels
+from mlengine.cli.config_files import bad_flag, load_resource_config
+from mlengine.cli.jobs_submit import missing_flag, parse_labels
 from mlengine.cli.models import (
     async_option,
     basename,
@@ -87,36 +87,7 @@ def _parse_list(
 
 def load_version_config(path: Path) -> dict[str, Any]:
     """A partial Version from YAML or JSON; snake_case keys are camelCased (labels kept)."""
-    import yaml
-
-    try:
-        data: Any = yaml.safe_load(path.read_text(encoding="utf-8-sig"))  # JSON is YAML
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise bad_flag("--config", f"cannot read {path}: {exc}") from exc
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise bad_flag(
-            "--config", f"{path} must hold a Version (a mapping), not {type(data).__name__}."
-        )
-    return dict(_camel_keys(data))
-
-
-def _camel_keys(value: Any, *, keep: bool = False) -> Any:
-    if isinstance(value, dict):
-        if keep:  # label keys are data, not field names
-            return dict(value)
-        return {
-            _camel(str(k)): _camel_keys(v, keep=_camel(str(k)) == "labels")
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [_camel_keys(v) for v in value]
-    return value
-
-
-def _camel(key: str) -> str:
-    return re.sub(r"_([a-z0-9])", lambda m: m.group(1).upper(), key)
+    return load_resource_config(path, "Version")
 
 
 def is_local_server(url: str) -> bool:

@@ -90,6 +90,7 @@ class TuningRunner:
         self._stopping_rule = MedianStoppingRule()
         # Curves of completed trials never change; built once (numpy arrays inside).
         self._completed_curves: dict[tuple[str, str, str], Curve] = {}
+        self._studies: dict[tuple[str, str], Study] = {}
 
     # -- the job phases -----------------------------------------------------------------------
 
@@ -283,6 +284,7 @@ class TuningRunner:
     def forget(self, stored: StoredJob) -> None:
         """Drop what is cached for a job that ended."""
         prefix = (stored.project, stored.job_id)
+        self._studies.pop(prefix, None)
         for key in [k for k in self._completed_curves if k[:2] == prefix]:
             del self._completed_curves[key]
 
@@ -417,9 +419,15 @@ class TuningRunner:
     # -- store helpers ----------------------------------------------------------------------
 
     def _study(self, stored: StoredJob) -> Study:
-        ti = stored.job.training_input
-        assert ti is not None and ti.hyperparameters is not None
-        return Study.from_spec(ti.hyperparameters, project=stored.project, job_id=stored.job_id)
+        """The job's study, built once per job (its spec never changes after submit)."""
+        key = (stored.project, stored.job_id)
+        study = self._studies.get(key)
+        if study is None:
+            ti = stored.job.training_input
+            assert ti is not None and ti.hyperparameters is not None
+            study = Study.from_spec(ti.hyperparameters, project=key[0], job_id=key[1])
+            self._studies[key] = study
+        return study
 
     def _close(
         self,
